@@ -1,0 +1,219 @@
+#include "kernels/attend.hpp"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "kernels/blas.hpp"
+#include "kernels/vexp.hpp"
+#include "kittention/error.hpp"
+
+namespace kt {
+
+namespace {
+
+void check_problem(const AttendProblem& p) {
+  KT_ASSERT(p.batch >= 1 && p.heads >= 1 && p.kv_heads >= 1, "empty batch or heads");
+  KT_ASSERT(p.heads % p.kv_heads == 0, "kv_heads must divide heads");
+  KT_ASSERT(p.lq >= 0 && p.lk >= 0 && p.dim >= 1 && p.vdim >= 1, "bad extents");
+  KT_ASSERT(p.q.data && p.k.data && p.v.data && p.o.data, "null tensor");
+  KT_ASSERT(p.threads >= 1, "threads must be >= 1");
+}
+
+}  // namespace
+
+void BlockPattern::mask_row(int64_t h, int64_t i, int64_t j0, int64_t j1, float* s) const {
+  for (int64_t j = j0; j < j1; ++j)
+    if (!allowed(h, i, j)) s[j - j0] = -INFINITY;
+}
+
+void DensePattern::key_blocks(int64_t, int64_t i0, int64_t i1, int64_t lk, int64_t block_k,
+                              std::vector<KeyBlock>& out) const {
+  // Causal: keys up to the last query's diagonal; blocks that reach past the first query's
+  // diagonal are partial.
+  const int64_t end = causal_ ? std::min(lk, i1 - 1 + offset_ + 1) : lk;
+  for (int64_t j0 = 0; j0 < end; j0 += block_k) {
+    const int64_t j1 = std::min(end, j0 + block_k);
+    out.push_back({j0, j1, causal_ && j1 - 1 > i0 + offset_});
+  }
+}
+
+void DensePattern::mask_row(int64_t, int64_t i, int64_t j0, int64_t j1, float* s) const {
+  if (!causal_) return;
+  for (int64_t j = std::max(j0, i + offset_ + 1); j < j1; ++j) s[j - j0] = -INFINITY;
+}
+
+int64_t TileConfig::block_q(int64_t group) const {
+  return std::max<int64_t>(16, block_rows / std::max<int64_t>(1, group));
+}
+
+double tiled_workspace_bytes(int64_t dim, int64_t vdim, int64_t group, const TileConfig& cfg) {
+  const double rows = double(cfg.block_q(group) * group);
+  return 4.0 * rows * double(dim + cfg.block_k + vdim + 2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reference: one (b, h) slice at a time, its scores materialised; rows in parallel.
+void attend_reference(const AttendProblem& p, const BlockPattern& pattern, Workspace& ws) {
+  check_problem(p);
+  Workspace::Scope scope(ws);
+  float* scores = ws.alloc_floats(std::max<int64_t>(1, p.lq * p.lk));
+  const int64_t group = p.group_size();
+  for (int64_t b = 0; b < p.batch; ++b)
+    for (int64_t h = 0; h < p.heads; ++h) {
+      const int64_t g = h / group;
+#pragma omp parallel for num_threads(p.threads) schedule(static)
+      for (int64_t i = 0; i < p.lq; ++i) {
+        float* s = scores + i * p.lk;
+        const float* qi = p.q.row(b, h, i);
+        // Pass 1: scores and row max.
+        double m = -INFINITY;
+        for (int64_t j = 0; j < p.lk; ++j) {
+          if (!pattern.allowed(h, i, j)) {
+            s[j] = -INFINITY;
+            continue;
+          }
+          const float* kj = p.k.row(b, g, j);
+          double dot = 0;
+          for (int64_t c = 0; c < p.dim; ++c) dot += double(qi[c]) * double(kj[c]);
+          s[j] = static_cast<float>(dot * p.scale);
+          m = std::max(m, double(s[j]));
+        }
+        // Pass 2: exponentials, their sum and the weighted sum of values.
+        float* oi = p.o.row(b, h, i);
+        std::vector<double> acc(p.vdim, 0.0);
+        double l = 0;
+        if (m != -INFINITY)
+          for (int64_t j = 0; j < p.lk; ++j) {
+            if (s[j] == -INFINITY) continue;
+            const double e = std::exp(double(s[j]) - m);
+            l += e;
+            const float* vj = p.v.row(b, g, j);
+            for (int64_t c = 0; c < p.vdim; ++c) acc[c] += e * double(vj[c]);
+          }
+        // Pass 3: deferred normalisation; an empty row gives 0 and lse = -inf.
+        for (int64_t c = 0; c < p.vdim; ++c) oi[c] = l > 0 ? static_cast<float>(acc[c] / l) : 0.0f;
+        if (p.lse) p.lse[(b * p.heads + h) * p.lq + i] = l > 0 ? float(m + std::log(l)) : -INFINITY;
+      }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tiled online softmax.
+void attend_tiled(const AttendProblem& p, const BlockPattern& pattern, Workspace& ws,
+                  const TileConfig& cfg) {
+  check_problem(p);
+  KT_ASSERT(cfg.block_rows >= 1 && cfg.block_k >= 1, "bad tile config");
+  if (p.lq == 0) return;
+  // Stack the query heads of a group when they share a pattern; otherwise one head per item.
+  const int64_t group = pattern.per_head() ? 1 : p.group_size();
+  const int64_t units = p.heads / group;  // kv heads, or query heads when not stacked
+  const int64_t bq = std::min(cfg.block_q(group), p.lq);
+  const int64_t bk = std::min(cfg.block_k, std::max<int64_t>(1, p.lk));
+  const int64_t max_rows = bq * group;
+  const int64_t tiles = (p.lq + bq - 1) / bq;
+  const int64_t items = p.batch * units * tiles;
+  const int nthreads = static_cast<int>(std::min<int64_t>(p.threads, items));
+
+  Workspace::Scope scope(ws);
+  const int64_t per_thread = max_rows * (p.dim + bk + p.vdim + 2);
+  float* scratch = ws.alloc_floats(per_thread * nthreads);
+  blas::ThreadsScope blas_single(1);
+
+#pragma omp parallel num_threads(nthreads)
+  {
+    FlushDenormals ftz;
+    float* base = scratch + per_thread * omp_get_thread_num();
+    float* qt = base;                    // [rows, dim]   scaled queries of the tile
+    float* s = qt + max_rows * p.dim;    // [rows, bk]    scores, then probabilities
+    float* acc = s + max_rows * bk;      // [rows, vdim]  un-normalised output
+    float* m = acc + max_rows * p.vdim;  // [rows]        running max
+    float* l = m + max_rows;             // [rows]        running sum
+    std::vector<KeyBlock> blocks;
+
+    // Largest (latest) query tiles first: with a causal pattern they carry the most work.
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t item = 0; item < items; ++item) {
+      const int64_t t = tiles - 1 - item % tiles;
+      const int64_t u = (item / tiles) % units, b = item / (tiles * units);
+      const int64_t i0 = t * bq, i1 = std::min(p.lq, i0 + bq), br = i1 - i0;
+      const int64_t rows = br * group, h0 = u * group, g = h0 / p.group_size();
+      // Stacked row r is query i0 + r % br of head h0 + r / br.
+      for (int64_t r = 0; r < rows; ++r) {
+        const float* src = p.q.row(b, h0 + r / br, i0 + r % br);
+        float* dst = qt + r * p.dim;
+        for (int64_t c = 0; c < p.dim; ++c) dst[c] = src[c] * p.scale;
+        m[r] = -INFINITY;
+        l[r] = 0;
+      }
+      std::fill(acc, acc + rows * p.vdim, 0.0f);
+      blocks.clear();
+      pattern.key_blocks(h0, i0, i1, p.lk, bk, blocks);
+      for (const KeyBlock& kb : blocks) {
+        const int64_t n = kb.j1 - kb.j0;
+        blas::gemm(false, true, rows, n, p.dim, 1.0f, qt, p.dim, p.k.row(b, g, kb.j0),
+                   p.k.row_stride, 0.0f, s, bk);
+        for (int64_t r = 0; r < rows; ++r) {
+          float* sr = s + r * bk;
+          if (kb.partial) pattern.mask_row(h0 + r / br, i0 + r % br, kb.j0, kb.j1, sr);
+          const float m_new = std::max(m[r], row_max(sr, n));
+          if (m_new == -INFINITY) {  // nothing allowed yet in this row: contribute zeros
+            std::fill(sr, sr + n, 0.0f);
+            continue;
+          }
+          const float c = exp_approx(m[r] - m_new);  // 0 when m[r] = -inf
+          l[r] = c * l[r] + exp_shift_sum(sr, n, m_new);
+          if (c != 1.0f) scale_row(acc + r * p.vdim, p.vdim, c);
+          m[r] = m_new;
+        }
+        blas::gemm(false, false, rows, p.vdim, n, 1.0f, s, bk, p.v.row(b, g, kb.j0), p.v.row_stride,
+                   1.0f, acc, p.vdim);
+      }
+      for (int64_t r = 0; r < rows; ++r) {
+        const int64_t h = h0 + r / br, i = i0 + r % br;
+        float* dst = p.o.row(b, h, i);
+        const float inv = l[r] > 0 ? 1.0f / l[r] : 0.0f;
+        const float* ar = acc + r * p.vdim;
+        for (int64_t c = 0; c < p.vdim; ++c) dst[c] = ar[c] * inv;
+        if (p.lse)
+          p.lse[(b * p.heads + h) * p.lq + i] = l[r] > 0 ? m[r] + std::log(l[r]) : -INFINITY;
+      }
+    }
+  }
+}
+
+int64_t tiled_visited_pairs(const BlockPattern& pattern, int64_t h, int64_t lq, int64_t lk,
+                            int64_t group, const TileConfig& cfg) {
+  if (pattern.per_head()) group = 1;
+  const int64_t bq = std::min(cfg.block_q(group), std::max<int64_t>(1, lq));
+  const int64_t bk = std::min(cfg.block_k, std::max<int64_t>(1, lk));
+  std::vector<KeyBlock> blocks;
+  int64_t pairs = 0;
+  for (int64_t i0 = 0; i0 < lq; i0 += bq) {
+    const int64_t i1 = std::min(lq, i0 + bq);
+    blocks.clear();
+    pattern.key_blocks(h, i0, i1, lk, bk, blocks);
+    for (const auto& kb : blocks) pairs += (i1 - i0) * (kb.j1 - kb.j0);
+  }
+  return pairs;
+}
+
+int64_t count_allowed_pairs(const BlockPattern& pattern, int64_t h, int64_t lq, int64_t lk) {
+  int64_t n = 0;
+  for (int64_t i = 0; i < lq; ++i)
+    for (int64_t j = 0; j < lk; ++j) n += pattern.allowed(h, i, j);
+  return n;
+}
+
+void merge_partial(float& m, float& l, float* acc, float m2, float l2, const float* acc2,
+                   int64_t vdim) {
+  const float mn = std::max(m, m2);
+  if (mn == -INFINITY) return;  // both empty
+  const float c1 = std::exp(m - mn), c2 = std::exp(m2 - mn);
+  for (int64_t c = 0; c < vdim; ++c) acc[c] = c1 * acc[c] + c2 * acc2[c];
+  l = c1 * l + c2 * l2;
+  m = mn;
+}
+
+}  // namespace kt

@@ -1,0 +1,12 @@
+// Accessors of every mechanism singleton, one per file in this folder; the registry lists them.
+#pragma once
+#include "kittention/mechanism.hpp"
+
+namespace kt {
+
+const Mechanism& mechanism_self();
+const Mechanism& mechanism_mha();
+const Mechanism& mechanism_gqa();
+const Mechanism& mechanism_mqa();
+
+}  // namespace kt

@@ -1,0 +1,123 @@
+// self: scaled dot-product attention, Vaswani et al. 2017, "Attention Is All You Need" §3.2.1.
+//   inputs  q [B,H,L,d], k [B,H,L,d], v [B,H,L,dv]
+//   outputs out [B,H,L,dv] = softmax(scale·q·kᵀ | mask)·v,  lse [B,H,L] (natural log-sum-exp)
+// Mask: none, or causal (key j visible to query i iff j <= i). A row with no visible key gives 0.
+// Reference: attend_reference (the L x L scores of a slice materialised, double accumulation).
+// Fast: attend_tiled (online softmax over 256 x 512 tiles, causal tiles above the diagonal
+// skipped, workspace independent of L).
+#include <cmath>
+
+#include "mechanisms/common.hpp"
+#include "mechanisms/mechanisms.hpp"
+
+namespace kt {
+
+namespace {
+
+class SelfAttention final : public Mechanism {
+ public:
+  std::string name() const override { return "self"; }
+  std::vector<std::string> aliases() const override { return {"sdpa", "full", "flash"}; }
+  std::string family() const override { return "exact"; }
+  std::string summary() const override {
+    return "scaled dot-product attention on given q, k, v (tiled online softmax fast path)";
+  }
+  PaperInfo paper() const override {
+    return {"Attention Is All You Need", "Vaswani et al.", 2017, "1706.03762"};
+  }
+
+  std::vector<ParamSpec> params() const override {
+    std::vector<ParamSpec> s = {common::batch(),     common::heads(),   common::head_dim(),
+                                common::value_dim(), common::seq_len(), common::causal(false),
+                                common::scale(),     common::seed(),    common::threads()};
+    for (auto& t : tile_params()) s.push_back(t);
+    return s;
+  }
+
+  void resolve(Params& p) const override {
+    if (!p.has("value_dim")) p.set("value_dim", p.i("head_dim"));
+    if (!p.has("scale")) p.set("scale", 1.0 / std::sqrt(double(p.i("head_dim"))));
+  }
+
+  std::vector<TensorSpec> inputs(const Params& p) const override {
+    const int64_t B = p.i("batch"), H = p.i("heads"), L = p.i("seq_len");
+    return {{"q", {B, H, L, p.i("head_dim")}, "queries [B,H,L,d]"},
+            {"k", {B, H, L, p.i("head_dim")}, "keys [B,H,L,d]"},
+            {"v", {B, H, L, p.i("value_dim")}, "values [B,H,L,dv]"}};
+  }
+  std::vector<TensorSpec> outputs(const Params& p) const override {
+    const int64_t B = p.i("batch"), H = p.i("heads"), L = p.i("seq_len");
+    return {{"out", {B, H, L, p.i("value_dim")}, "attention output [B,H,L,dv]"},
+            {"lse", {B, H, L}, "log-sum-exp of each row's scores [B,H,L]"}};
+  }
+
+  CostModel cost(const Params& p, Path path) const override {
+    const double B = p.i("batch"), H = p.i("heads"), L = p.i("seq_len"), d = p.i("head_dim"),
+                 dv = p.i("value_dim");
+    const bool causal = p.b("causal");
+    CostModel c;
+    add_softmax_cost(c, B * H, causal ? causal_pairs(L) : L * L, L, d, dv);
+    c.io_bytes = 4 * B * H * L * (2 * d + 2 * dv + 1);
+    c.kv_bytes_per_token = 4 * H * (d + dv);
+    c.time_complexity = "O(B·H·L²·d)";
+    if (path == Path::Fast) {
+      const TileConfig cfg = tile_config(p);
+      DensePattern pattern(causal, p.i("seq_len"), p.i("seq_len"));
+      c.issued_flops =
+          B * H * 2 * (d + dv) *
+          double(tiled_visited_pairs(pattern, 0, p.i("seq_len"), p.i("seq_len"), 1, cfg));
+      c.workspace_bytes =
+          double(std::min(p.i("threads"),
+                          p.i("batch") * p.i("heads") *
+                              ((p.i("seq_len") + cfg.block_q(1) - 1) / cfg.block_q(1)))) *
+          tiled_workspace_bytes(p.i("head_dim"), p.i("value_dim"), 1, cfg);
+      c.space_complexity = "O(T·Br·(d + Bc))";
+      c.form = "tiled online softmax";
+    } else {
+      c.issued_flops = c.flops;
+      c.workspace_bytes = 4 * L * L;
+      c.space_complexity = "O(L²)";
+      c.form = "dense masked (materialised scores)";
+    }
+    return c;
+  }
+
+  void reference(const Params& p, const TensorMap& in, TensorMap& out,
+                 Workspace& ws) const override {
+    AttendProblem prob = problem(p, in, out);
+    DensePattern pattern(p.b("causal"), prob.lq, prob.lk);
+    attend_reference(prob, pattern, ws);
+  }
+  void fast(const Params& p, const TensorMap& in, TensorMap& out, Workspace& ws) const override {
+    AttendProblem prob = problem(p, in, out);
+    DensePattern pattern(p.b("causal"), prob.lq, prob.lk);
+    attend_tiled(prob, pattern, ws, tile_config(p));
+  }
+
+ private:
+  static AttendProblem problem(const Params& p, const TensorMap& in, TensorMap& out) {
+    AttendProblem a;
+    a.batch = p.i("batch");
+    a.heads = a.kv_heads = p.i("heads");
+    a.lq = a.lk = p.i("seq_len");
+    a.dim = p.i("head_dim");
+    a.vdim = p.i("value_dim");
+    a.scale = static_cast<float>(p.f("scale"));
+    a.q = HeadsView::bhld(input(in, "q").data(), a.heads, a.lq, a.dim);
+    a.k = HeadsView::bhld(input(in, "k").data(), a.heads, a.lk, a.dim);
+    a.v = HeadsView::bhld(input(in, "v").data(), a.heads, a.lk, a.vdim);
+    a.o = HeadsOut::bhld(output(out, "out").data(), a.heads, a.lq, a.vdim);
+    a.lse = output(out, "lse").data();
+    a.threads = static_cast<int>(p.i("threads"));
+    return a;
+  }
+};
+
+}  // namespace
+
+const Mechanism& mechanism_self() {
+  static const SelfAttention m;
+  return m;
+}
+
+}  // namespace kt

@@ -1,0 +1,58 @@
+// Helpers shared by the test files: resolve a mechanism's parameters, generate its inputs, run a
+// path, and compare the fast path with the reference.
+#pragma once
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "kittention/error.hpp"
+#include "kittention/registry.hpp"
+
+namespace kt::test {
+
+struct Run {
+  const Mechanism* mech;
+  Params params;
+  TensorMap in;
+};
+
+// Resolves `given` for mechanism `name` (threads default to 2) and generates its inputs.
+inline Run make_run(const std::string& name, nlohmann::json given) {
+  if (!given.contains("threads")) given["threads"] = 2;
+  const Mechanism& m = find_mechanism(name);
+  Run r{&m, resolve_params(m, given), {}};
+  m.generate_inputs(r.params, r.in);
+  return r;
+}
+
+inline TensorMap forward(const Run& r, Path path) {
+  Workspace ws;
+  return run_forward(*r.mech, r.params, r.in, path, ws);
+}
+
+inline bool all_finite(const TensorMap& m) {
+  for (const auto& [name, t] : m)
+    for (int64_t i = 0; i < t.numel(); ++i)
+      if (std::isnan(t[i])) return false;  // -inf is legal in lse of an empty row
+  return true;
+}
+
+// Fast path equals the reference within the mechanism's own tolerance (normwise, see
+// Mechanism::tolerance), and neither produces NaN.
+inline void expect_fast_matches_reference(const std::string& name, const nlohmann::json& given) {
+  SCOPED_TRACE(name + " " + given.dump());
+  Run r = make_run(name, given);
+  TensorMap fast = forward(r, Path::Fast), ref = forward(r, Path::Reference);
+  EXPECT_TRUE(all_finite(fast));
+  EXPECT_TRUE(all_finite(ref));
+  EXPECT_LE(max_rel_error(fast, ref), r.mech->tolerance(r.params));
+}
+
+// The shapes every mechanism is checked on: ragged lengths, L = 1, odd head counts.
+inline std::vector<int64_t> test_lengths() {
+  return {1, 7, 64, 100, 257};
+}
+
+}  // namespace kt::test
