@@ -39,6 +39,19 @@ void DensePattern::key_blocks(int64_t, int64_t i0, int64_t i1, int64_t lk, int64
   }
 }
 
+int64_t DensePattern::keys_visited(int64_t, int64_t, int64_t i1, int64_t lk, int64_t) const {
+  return causal_ ? std::clamp<int64_t>(i1 + offset_, 0, lk) : lk;
+}
+
+int64_t BlockPattern::keys_visited(int64_t h, int64_t i0, int64_t i1, int64_t lk,
+                                   int64_t block_k) const {
+  std::vector<KeyBlock> blocks;
+  key_blocks(h, i0, i1, lk, block_k, blocks);
+  int64_t n = 0;
+  for (const auto& kb : blocks) n += kb.j1 - kb.j0;
+  return n;
+}
+
 void DensePattern::mask_row(int64_t, int64_t i, int64_t j0, int64_t j1, float* s) const {
   if (!causal_) return;
   for (int64_t j = std::max(j0, i + offset_ + 1); j < j1; ++j) s[j - j0] = -INFINITY;
@@ -188,13 +201,10 @@ int64_t tiled_visited_pairs(const BlockPattern& pattern, int64_t h, int64_t lq, 
   if (pattern.per_head()) group = 1;
   const int64_t bq = std::min(cfg.block_q(group), std::max<int64_t>(1, lq));
   const int64_t bk = std::min(cfg.block_k, std::max<int64_t>(1, lk));
-  std::vector<KeyBlock> blocks;
   int64_t pairs = 0;
   for (int64_t i0 = 0; i0 < lq; i0 += bq) {
     const int64_t i1 = std::min(lq, i0 + bq);
-    blocks.clear();
-    pattern.key_blocks(h, i0, i1, lk, bk, blocks);
-    for (const auto& kb : blocks) pairs += (i1 - i0) * (kb.j1 - kb.j0);
+    pairs += (i1 - i0) * pattern.keys_visited(h, i0, i1, lk, bk);
   }
   return pairs;
 }

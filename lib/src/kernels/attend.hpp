@@ -62,6 +62,10 @@ class BlockPattern {
   // pair of the queries [i0, i1) of head h. Blocks without allowed pairs should be left out.
   virtual void key_blocks(int64_t h, int64_t i0, int64_t i1, int64_t lk, int64_t block_k,
                           std::vector<KeyBlock>& out) const = 0;
+  // Keys visited for the queries [i0, i1): the total width of key_blocks(). Patterns with a closed
+  // form override it (cost models call it for every query tile).
+  virtual int64_t keys_visited(int64_t h, int64_t i0, int64_t i1, int64_t lk,
+                               int64_t block_k) const;
   // Sets s[j - j0] = -inf for each key j in [j0, j1) that query i of head h may not see.
   virtual void mask_row(int64_t h, int64_t i, int64_t j0, int64_t j1, float* s) const;
   // True when heads differ in their pattern (then GQA query heads are not stacked into one GEMM).
@@ -77,6 +81,8 @@ class DensePattern final : public BlockPattern {
   }
   void key_blocks(int64_t h, int64_t i0, int64_t i1, int64_t lk, int64_t block_k,
                   std::vector<KeyBlock>& out) const override;
+  int64_t keys_visited(int64_t h, int64_t i0, int64_t i1, int64_t lk,
+                       int64_t block_k) const override;
   void mask_row(int64_t h, int64_t i, int64_t j0, int64_t j1, float* s) const override;
 
  private:
