@@ -110,20 +110,25 @@ TEST_P(TiledVsReference, Agree) {
   Workspace ws;
   p.o = HeadsOut::bhld(o1.data(), c.heads, c.lq, c.dim), p.lse = lse1.data();
   attend_reference(p, pattern, ws);
-  p.o = HeadsOut::bhld(o2.data(), c.heads, c.lq, c.dim), p.lse = lse2.data();
-  attend_tiled(p, pattern, ws, {c.block_rows, c.block_k});
-  double max_diff = 0, max_ref = 0;
-  for (int64_t i = 0; i < o1.numel(); ++i) {
-    ASSERT_FALSE(std::isnan(o2[i]));
-    max_diff = std::max(max_diff, double(std::abs(o1[i] - o2[i])));
-    max_ref = std::max(max_ref, double(std::abs(o1[i])));
-  }
-  EXPECT_LE(max_diff, 2e-6 * std::max(1.0, max_ref));  // float32 sums of <= 300 terms
-  for (int64_t i = 0; i < lse1.numel(); ++i) {
-    if (std::isinf(lse1[i])) {
-      EXPECT_EQ(lse1[i], lse2[i]);
-    } else {
-      EXPECT_NEAR(lse1[i], lse2[i], 1e-5 * std::max(1.0f, std::abs(lse1[i])));
+  // Both tile kernels: the fused AVX-512 one (when the CPU has it) and the BLAS one.
+  for (TileKernel kernel : {TileKernel::Fused, TileKernel::Blas}) {
+    SCOPED_TRACE(kernel == TileKernel::Fused ? "fused" : "blas");
+    o2.fill(-1), lse2.fill(-1);
+    p.o = HeadsOut::bhld(o2.data(), c.heads, c.lq, c.dim), p.lse = lse2.data();
+    attend_tiled(p, pattern, ws, {c.block_rows, c.block_k, kernel});
+    double max_diff = 0, max_ref = 0;
+    for (int64_t i = 0; i < o1.numel(); ++i) {
+      ASSERT_FALSE(std::isnan(o2[i]));
+      max_diff = std::max(max_diff, double(std::abs(o1[i] - o2[i])));
+      max_ref = std::max(max_ref, double(std::abs(o1[i])));
+    }
+    EXPECT_LE(max_diff, 2e-6 * std::max(1.0, max_ref));  // float32 sums of <= 300 terms
+    for (int64_t i = 0; i < lse1.numel(); ++i) {
+      if (std::isinf(lse1[i])) {
+        EXPECT_EQ(lse1[i], lse2[i]);
+      } else {
+        EXPECT_NEAR(lse1[i], lse2[i], 1e-5 * std::max(1.0f, std::abs(lse1[i])));
+      }
     }
   }
   EXPECT_EQ(ws.in_use(), 0u);
@@ -149,7 +154,7 @@ TEST(Tiled, VisitedPairsCountTilesAndSkipAboveTheDiagonal) {
   EXPECT_LT(visited, 200 * 200);
 }
 
-TEST(Tiled, FlopCounterSeesEveryGemm) {
+TEST(Tiled, FlopCounterSeesEveryTileProduct) {
   const int64_t L = 100, d = 16;
   Tensor q({1, 1, L, d}), k = q, v = q, o = q;
   AttendProblem p;

@@ -57,7 +57,7 @@ Command add_bench(CLI::App& app) {
       sub->add_option("--reps", f->opt.reps, "minimum timed runs")->check(CLI::Range(1, 100000));
   f->min_time = sub->add_option("--min-time", f->opt.min_time, "minimum seconds of timed runs")
                     ->check(CLI::Range(0.0, 3600.0));
-  sub->add_option("--format", f->format, "table | md | json")
+  sub->add_option("--format", f->format, "table | md | json | gbench | csv")
       ->check(CLI::IsMember(report_formats()));
   sub->add_option("--out", f->out,
                   "write the report to this file (the table still goes to stdout)");

@@ -12,6 +12,8 @@ Command add_list(CLI::App& app);
 Command add_bench(CLI::App& app);
 Command add_run(CLI::App& app);
 Command add_peak(CLI::App& app);
+Command add_table(CLI::App& app);
+Command add_compare(CLI::App& app);
 
 // Writes text to path (or stdout when empty); InputError when the file cannot be written.
 void write_output(const std::string& path, const std::string& text);

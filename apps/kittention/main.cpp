@@ -28,7 +28,8 @@ int main(int argc, char** argv) {
       "on this CPU."};
   app.require_subcommand(1);
   std::map<CLI::App*, kt::cli::Command> commands;
-  for (auto add : {kt::cli::add_list, kt::cli::add_bench, kt::cli::add_run, kt::cli::add_peak}) {
+  for (auto add : {kt::cli::add_list, kt::cli::add_bench, kt::cli::add_run, kt::cli::add_peak,
+                   kt::cli::add_table, kt::cli::add_compare}) {
     auto cmd = add(app);
     commands[app.get_subcommands({}).back()] = cmd;  // the subcommand `add` just registered
   }

@@ -85,7 +85,8 @@ TensorMap run_forward(const Mechanism& m, const Params& p, const TensorMap& in, 
                       Workspace& ws);
 // Validates that `in` holds every input of m with its declared shape (InputError otherwise).
 void check_inputs(const Mechanism& m, const Params& p, const TensorMap& in);
-// max|a - b| / max|b| over the outputs both maps hold (+inf when any value is not finite).
+// max|a - b| / max|b| over the finite values of the outputs both maps hold; equal infinities
+// match (lse = -inf of an empty row), any other non-finite value gives +inf.
 double max_rel_error(const TensorMap& got, const TensorMap& want);
 
 }  // namespace kt

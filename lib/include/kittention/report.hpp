@@ -25,7 +25,16 @@ nlohmann::json report_json(const Report& report);
 std::string report_table(const Report& report);
 std::string report_markdown(const Report& report);
 
-// format: "table" | "md" | "json" (InputError otherwise).
+// Google Benchmark's JSON schema (context + benchmarks: one "iteration" row per sample, then
+// mean/median/stddev/cv aggregates), so google/benchmark's tools/compare.py and CI actions that
+// read that format work unchanged. Times in ms; counters: FLOPS (rate), flops, bytes.
+nlohmann::json report_gbench(const Report& report);
+// One header line, then one line per result (RFC 4180 quoting; no preamble).
+std::string report_csv(const Report& report);
+
+// format: "table" | "md" | "json" | "gbench" | "csv" (InputError otherwise). The table and md
+// formats end with a "Scaling with L" section when a group of results has >= 3 seq_len points;
+// json then carries the same fits under "scaling".
 std::string render_report(const Report& report, const std::string& format);
 const std::vector<std::string>& report_formats();
 

@@ -17,6 +17,10 @@ const std::vector<const Mechanism*>& all_mechanisms() {
       &mechanism_mha(),
       &mechanism_gqa(),
       &mechanism_mqa(),
+      &mechanism_spark(),
+      &mechanism_linear(),
+      &mechanism_kda(),
+      &mechanism_seedfold(),
   };
   return list;
 }

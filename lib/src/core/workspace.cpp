@@ -20,10 +20,18 @@ void Workspace::Chunk::Free::operator()(std::byte* p) const {
 
 void* Workspace::alloc_bytes(size_t bytes) {
   const size_t padded = round_up(std::max<size_t>(bytes, 1));
-  // Use the first chunk (from the newest) that is empty past its last record and has room.
+  // Allocation is LIFO, so the chunks in use are a prefix: take the top chunk if it has room,
+  // else the first empty chunk after it that is large enough, else a new chunk. Chunks are kept
+  // until the arena dies, so a repeated run reuses its memory (no page faults on every run).
+  size_t top = 0;
+  for (size_t i = chunks_.size(); i-- > 0;)
+    if (chunks_[i].used > 0) {
+      top = i;
+      break;
+    }
   size_t idx = chunks_.size();
-  if (!chunks_.empty() && chunks_.back().size - chunks_.back().used >= padded)
-    idx = chunks_.size() - 1;
+  for (size_t i = top; i < chunks_.size() && idx == chunks_.size(); ++i)
+    if ((i == top || chunks_[i].used == 0) && chunks_[i].size - chunks_[i].used >= padded) idx = i;
   if (idx == chunks_.size()) {
     Chunk c;
     c.size = std::max(padded, kMinChunk);
@@ -48,10 +56,6 @@ void Workspace::release_to(size_t mark) {
     chunks_[idx].used -= padded;
     in_use_ -= padded;
   }
-  // Drop trailing empty chunks except the largest-so-far one, so memory is returned between runs
-  // but a repeated run of the same size does not reallocate.
-  while (chunks_.size() > 1 && chunks_.back().used == 0 && chunks_[chunks_.size() - 2].used == 0)
-    chunks_.erase(chunks_.end() - 2);
 }
 
 }  // namespace kt

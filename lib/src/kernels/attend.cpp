@@ -61,9 +61,15 @@ int64_t TileConfig::block_q(int64_t group) const {
   return std::max<int64_t>(16, block_rows / std::max<int64_t>(1, group));
 }
 
+TileKernel TileConfig::effective_kernel() const {
+  return kernel == TileKernel::Fused && !fused_kernel_available() ? TileKernel::Blas : kernel;
+}
+
 double tiled_workspace_bytes(int64_t dim, int64_t vdim, int64_t group, const TileConfig& cfg) {
-  const double rows = double(cfg.block_q(group) * group);
-  return 4.0 * rows * double(dim + cfg.block_k + vdim + 2);
+  const int64_t rows = cfg.block_q(group) * group;
+  if (cfg.effective_kernel() == TileKernel::Fused)
+    return 4.0 * fused_workspace_floats(rows, dim, vdim, cfg.block_k);
+  return 4.0 * double(rows) * double(dim + cfg.block_k + vdim + 2);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -119,6 +125,7 @@ void attend_tiled(const AttendProblem& p, const BlockPattern& pattern, Workspace
   check_problem(p);
   KT_ASSERT(cfg.block_rows >= 1 && cfg.block_k >= 1, "bad tile config");
   if (p.lq == 0) return;
+  if (cfg.effective_kernel() == TileKernel::Fused) return attend_fused(p, pattern, ws, cfg);
   // Stack the query heads of a group when they share a pattern; otherwise one head per item.
   const int64_t group = pattern.per_head() ? 1 : p.group_size();
   const int64_t units = p.heads / group;  // kv heads, or query heads when not stacked

@@ -90,11 +90,20 @@ class DensePattern final : public BlockPattern {
   int64_t offset_;
 };
 
+// How a tile is computed: "blas" (two cblas_sgemm calls and a row-wise softmax pass) or "fused"
+// (attend_fused.cpp: AVX-512 microkernels, Q packed once per tile, K/V read in place; needs
+// AVX-512F/DQ at run time, otherwise "blas" is used).
+enum class TileKernel { Blas, Fused };
+
 struct TileConfig {
   int64_t block_rows = 256;  // stacked query rows per tile (query positions x heads of a group)
   int64_t block_k = 512;     // keys per tile
+  TileKernel kernel = TileKernel::Blas;
   int64_t block_q(int64_t group) const;  // query positions per tile for `group` stacked heads
+  TileKernel effective_kernel() const;   // kernel, or Blas when Fused is not supported here
 };
+
+bool fused_kernel_available();
 
 // Dense masked reference: per (b, h) the full Lq x Lk score matrix (float, from ws), dot products
 // and softmax sums accumulated in double. Only pattern.allowed() is used.
@@ -117,6 +126,16 @@ void attend_tiled(const AttendProblem& p, const BlockPattern& pattern, Workspace
 int64_t tiled_visited_pairs(const BlockPattern& pattern, int64_t h, int64_t lq, int64_t lk,
                             int64_t group, const TileConfig& cfg = {});
 int64_t count_allowed_pairs(const BlockPattern& pattern, int64_t h, int64_t lq, int64_t lk);
+
+// The fused tile kernel (attend_fused.cpp); attend_tiled calls it for TileKernel::Fused.
+void attend_fused(const AttendProblem& p, const BlockPattern& pattern, Workspace& ws,
+                  const TileConfig& cfg);
+double fused_workspace_floats(int64_t max_rows, int64_t dim, int64_t vdim, int64_t block_k);
+
+// The fused tile kernel (attend_fused.cpp); attend_tiled calls it for TileKernel::Fused.
+void attend_fused(const AttendProblem& p, const BlockPattern& pattern, Workspace& ws,
+                  const TileConfig& cfg);
+double fused_workspace_floats(int64_t max_rows, int64_t dim, int64_t vdim, int64_t block_k);
 
 // Analytic per-thread workspace of attend_tiled, in bytes.
 double tiled_workspace_bytes(int64_t dim, int64_t vdim, int64_t group, const TileConfig& cfg = {});

@@ -29,6 +29,10 @@ void count_flops(bool enabled) {
 double counted_flops() {
   return static_cast<double>(g_flops.load());
 }
+void add_counted_flops(double flops) {
+  if (g_counting.load(std::memory_order_relaxed))
+    g_flops.fetch_add(static_cast<uint64_t>(flops), std::memory_order_relaxed);
+}
 void reset_counted_flops() {
   g_flops = 0;
 }

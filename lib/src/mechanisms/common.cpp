@@ -14,13 +14,22 @@ std::vector<ParamSpec> tile_params() {
   keys.name = "block_k";
   keys.help = "fast path tile: keys per block";
   keys.default_value = int64_t{TileConfig{}.block_k};
-  return {rows, keys};
+  ParamSpec kernel;
+  kernel.name = "kernel";
+  kernel.type = ParamType::Choice;
+  kernel.help =
+      "fast path tile kernel: fused (AVX-512 microkernels; blas where unsupported) or "
+      "blas (cblas_sgemm per tile)";
+  kernel.default_value = std::string("blas");
+  kernel.choices = {"fused", "blas"};
+  return {rows, keys, kernel};
 }
 
 TileConfig tile_config(const Params& p) {
   TileConfig cfg;
   cfg.block_rows = p.i("block_rows");
   cfg.block_k = p.i("block_k");
+  cfg.kernel = p.s("kernel") == "blas" ? TileKernel::Blas : TileKernel::Fused;
   return cfg;
 }
 

@@ -22,7 +22,7 @@ inline Tensor& output(TensorMap& out, const std::string& name) {
 
 // Tile sizes from the resolved `block_rows`, `block_k` parameters (see tile_params()).
 TileConfig tile_config(const Params& p);
-std::vector<ParamSpec> tile_params();  // block_rows, block_k: tuning knobs of attend_tiled
+std::vector<ParamSpec> tile_params();  // block_rows, block_k, kernel: tuning knobs of attend_tiled
 
 // Softmax attention cost terms for one (b, h) slice with `pairs` allowed (query, key) pairs over
 // lq query rows (mechanisms-softmax.md §0.4), scaled by `slices`: matmul flops, elementwise ops,

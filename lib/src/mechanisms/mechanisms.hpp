@@ -8,5 +8,9 @@ const Mechanism& mechanism_self();
 const Mechanism& mechanism_mha();
 const Mechanism& mechanism_gqa();
 const Mechanism& mechanism_mqa();
+const Mechanism& mechanism_spark();
+const Mechanism& mechanism_linear();
+const Mechanism& mechanism_kda();
+const Mechanism& mechanism_seedfold();
 
 }  // namespace kt

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "kittention/compare.hpp"
 #include "kittention/error.hpp"
 #include "kittention/registry.hpp"
 #include "kittention/report.hpp"
@@ -29,9 +30,9 @@ std::string format_bytes(double b) {
 std::string specific_params(const std::string& mechanism, const Params& p) {
   std::string s;
   for (const auto& spec : find_mechanism(mechanism).params()) {
-    if (spec.common || spec.name == "block_rows" || spec.name == "block_k" ||
-        spec.name == "model_dim" || !p.has(spec.name))
-      continue;
+    if (spec.common || spec.name == "model_dim" || !p.has(spec.name)) continue;
+    const bool tuning = spec.name == "block_rows" || spec.name == "block_k" || spec.name == "kernel";
+    if (tuning && spec.default_value && *spec.default_value == p.values().at(spec.name)) continue;
     if (!s.empty()) s += ' ';
     s += spec.name + "=" + value_str(p.values().at(spec.name));
   }
@@ -140,6 +141,8 @@ std::string report_table(const Report& report) {
   bool reduced = false;
   for (const auto& r : report.results) reduced |= r.check.reduced;
   if (reduced) s += "* checked against the reference at a reduced seq_len\n";
+  const std::string scaling = scaling_text(fit_scaling(report.results), false);
+  if (!scaling.empty()) s += "\n" + scaling;
   return s;
 }
 
@@ -155,19 +158,29 @@ std::string report_markdown(const Report& report) {
     for (const auto& cell : row) s += " " + escape_md(cell) + " |";
     s += "\n";
   }
+  const std::string scaling = scaling_text(fit_scaling(report.results), true);
+  if (!scaling.empty()) s += "\n" + scaling;
   return s;
 }
 
 const std::vector<std::string>& report_formats() {
-  static const std::vector<std::string> f = {"table", "md", "json"};
+  static const std::vector<std::string> f = {"table", "md", "json", "gbench", "csv"};
   return f;
 }
 
 std::string render_report(const Report& report, const std::string& format) {
   if (format == "table") return report_table(report);
   if (format == "md") return report_markdown(report);
-  if (format == "json") return report_json(report).dump(2) + "\n";
-  throw InputError("format", "unknown format '" + format + "' (allowed: table, md, json)");
+  if (format == "json") {
+    nlohmann::json j = report_json(report);
+    const auto fits = fit_scaling(report.results);
+    if (!fits.empty()) j["scaling"] = scaling_json(fits);
+    return j.dump(2) + "\n";
+  }
+  if (format == "gbench") return report_gbench(report).dump(2) + "\n";
+  if (format == "csv") return report_csv(report);
+  throw InputError("format",
+                   "unknown format '" + format + "' (allowed: table, md, json, gbench, csv)");
 }
 
 }  // namespace kt

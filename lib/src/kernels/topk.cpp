@@ -1,0 +1,151 @@
+#include "kernels/topk.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <limits>
+
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
+
+namespace kt {
+
+double normal_cdf(double x) {
+  return 0.5 * std::erfc(-x / std::sqrt(2.0));
+}
+
+double inverse_normal_cdf(double p) {
+  if (!(p >= 0.0 && p <= 1.0)) return std::numeric_limits<double>::quiet_NaN();
+  if (p == 0.0) return -INFINITY;
+  if (p == 1.0) return INFINITY;
+  // Acklam (2003): rational approximations on the central region and the two tails.
+  static const double a[] = {-3.969683028665376e+01, 2.209460984245205e+02,  -2.759285104469687e+02,
+                             1.383577518672690e+02,  -3.066479806614716e+01, 2.506628277459239e+00};
+  static const double b[] = {-5.447609879822406e+01, 1.615858368580409e+02, -1.556989798598866e+02,
+                             6.680131188771972e+01, -1.328068155288572e+01};
+  static const double c[] = {-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e+00,
+                             -2.549732539343734e+00, 4.374664141464968e+00,  2.938163982698783e+00};
+  static const double d[] = {7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e+00,
+                             3.754408661907416e+00};
+  const double p_low = 0.02425;
+  double x;
+  if (p < p_low || p > 1 - p_low) {
+    const double q = std::sqrt(-2 * std::log(p < p_low ? p : 1 - p));
+    x = (((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) /
+        ((((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1);
+    if (p > 1 - p_low) x = -x;
+  } else {
+    const double q = p - 0.5, r = q * q;
+    x = (((((a[0] * r + a[1]) * r + a[2]) * r + a[3]) * r + a[4]) * r + a[5]) * q /
+        (((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1);
+  }
+  // One Halley step on f(x) = Φ(x) - p; above 1/2 written as (1 - p) - Q(x), Q = 1 - Φ, which
+  // keeps the upper tail accurate (1 - p is exact there).
+  const double e = p > 0.5 ? (1 - p) - 0.5 * std::erfc(x / std::sqrt(2.0)) : normal_cdf(x) - p;
+  const double u = e * std::sqrt(2 * M_PI) * std::exp(0.5 * x * x);
+  return x - u / (1 + 0.5 * x * u);
+}
+
+double statistical_threshold(const float* x, int64_t n, int64_t k) {
+  const double c = x[0];
+  double sum = 0, sq = 0;
+#pragma omp simd reduction(+ : sum, sq)
+  for (int64_t j = 0; j < n; ++j) {
+    const double y = double(x[j]) - c;
+    sum += y;
+    sq += y * y;
+  }
+  const double mean = sum / double(n);
+  const double var = std::max(0.0, sq / double(n) - mean * mean);
+  return c + mean + std::sqrt(var) * inverse_normal_cdf(1.0 - double(k) / double(n));
+}
+
+int64_t select_greater(const float* x, int64_t n, float t, int32_t* idx) {
+  int64_t m = 0, j = 0;
+#ifdef __AVX512F__
+  const __m512 th = _mm512_set1_ps(t);
+  __m512i ids = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  const __m512i step = _mm512_set1_epi32(16);
+  for (; j + 16 <= n; j += 16) {
+    const __mmask16 mk = _mm512_cmp_ps_mask(_mm512_loadu_ps(x + j), th, _CMP_GT_OQ);
+    // Compress in a register and store a full vector: the memory form of vpcompressd is slow on
+    // Zen 4. The caller's buffer has 16 slots of slack.
+    _mm512_storeu_si512(idx + m, _mm512_maskz_compress_epi32(mk, ids));
+    m += __builtin_popcount(mk);
+    ids = _mm512_add_epi32(ids, step);
+  }
+#endif
+  for (; j < n; ++j) {
+    idx[m] = static_cast<int32_t>(j);
+    m += x[j] > t;
+  }
+  return m;
+}
+
+namespace {
+
+int64_t argmax_first(const float* x, int64_t n) {
+  int64_t best = 0;
+  for (int64_t j = 1; j < n; ++j)
+    if (x[j] > x[best]) best = j;
+  return best;
+}
+
+// Largest float <= t, so that for float s: s > result  <=>  s > t (exactly, as in double).
+float round_down(double t) {
+  float f = static_cast<float>(t);
+  if (double(f) > t) f = std::nextafter(f, -INFINITY);
+  return f;
+}
+
+}  // namespace
+
+int64_t select_topk(const float* x, int64_t n, int64_t k, TopkMode mode, int32_t* idx,
+                    float* scratch) {
+  if (n <= 0) return 0;
+  if (n <= k) {
+    for (int64_t j = 0; j < n; ++j) idx[j] = static_cast<int32_t>(j);
+    return n;
+  }
+  int64_t m = 0;
+  if (mode == TopkMode::Statistical) {
+    const double theta = statistical_threshold(x, n, k);
+    if (std::isfinite(theta)) m = select_greater(x, n, round_down(theta), idx);
+  } else if (k > 0) {
+    // τ = k-th largest value; keep every x_j > τ, then the earliest x_j == τ up to k. The search
+    // runs on the candidates above the statistical threshold for 2k (about 2k of them) when at
+    // least k pass it (then all of the k largest are among them), else on the whole row.
+    int64_t cand = 0;
+    if (2 * k < n) {
+      const double t2 = statistical_threshold(x, n, 2 * k);
+      if (std::isfinite(t2)) {
+        const float tf = round_down(t2);
+        for (int64_t j = 0; j < n; ++j) {
+          scratch[cand] = x[j];
+          cand += x[j] > tf;
+        }
+      }
+    }
+    if (cand < k) {
+      std::copy(x, x + n, scratch);
+      cand = n;
+    }
+    std::nth_element(scratch, scratch + (k - 1), scratch + cand, std::greater<float>());
+    const float tau = scratch[k - 1];
+    int64_t equal_left = k;
+    for (int64_t j = 0; j < n; ++j) equal_left -= x[j] > tau;
+    for (int64_t j = 0; j < n; ++j) {
+      const bool take = x[j] > tau || (x[j] == tau && equal_left-- > 0);
+      idx[m] = static_cast<int32_t>(j);
+      m += take;
+    }
+  }
+  if (m == 0) {
+    idx[0] = static_cast<int32_t>(argmax_first(x, n));
+    m = 1;
+  }
+  return m;
+}
+
+}  // namespace kt

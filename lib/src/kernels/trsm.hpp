@@ -1,0 +1,20 @@
+// Unit-lower-triangular solve (TRSM) for small chunked systems, e.g. the UT transform of the
+// delta rule (mechanisms-linear.md §2.3): X ← (I + tril(A, -1))⁻¹ X. Blocked: rows in blocks of
+// `block`; block I first subtracts A[I, <I]·X[<I] with one blas::gemm (so the FLOP counter sees
+// it), then forward-substitutes inside the block, vectorised across the right-hand sides.
+// Total cost c(c-1)·n FLOPs, exactly (spec §0.2): GEMM part plus substitution part.
+#pragma once
+#include <cstdint>
+
+namespace kt {
+
+// a: c x c (only the strict lower triangle is read; the unit diagonal is implied), x: c x n,
+// solved in place. block >= 1.
+void solve_unit_lower(int64_t c, int64_t n, const float* a, int64_t lda, float* x, int64_t ldx,
+                      int64_t block);
+
+// FLOPs solve_unit_lower issues through blas::gemm (the rest, c(c-1)n minus this, is the
+// in-block substitution).
+double solve_unit_lower_gemm_flops(int64_t c, int64_t n, int64_t block);
+
+}  // namespace kt
