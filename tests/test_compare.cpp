@@ -35,8 +35,8 @@ json result(const std::string& mech, int64_t L, const std::vector<double>& sampl
   const double median = n % 2 ? sorted[n / 2] : 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]);
   return {{"mechanism", mech},
           {"path", "fast"},
-          {"params", {{"seq_len", L}, {"heads", 8}, {"head_dim", 64}, {"causal", true},
-                      {"threads", 1}}},
+          {"params",
+           {{"seq_len", L}, {"heads", 8}, {"head_dim", 64}, {"causal", true}, {"threads", 1}}},
           {"flops", flops},
           {"samples", samples},
           {"median", median}};
@@ -151,12 +151,12 @@ TEST(Compare, BigButInsignificantSlowdownIsNotARegression) {
 
 TEST(Compare, MatchesByMechanismAndParameters) {
   std::mt19937 rng(5);
-  const json base = report({result("self", 1024, noisy(rng, 5, 1.0)),
-                            result("gqa", 1024, noisy(rng, 5, 1.0)),
-                            result("mqa", 512, noisy(rng, 5, 1.0))});
-  const json neu = report({result("gqa", 1024, noisy(rng, 5, 1.0)),
-                           result("self", 1024, noisy(rng, 5, 1.0)),
-                           result("mqa", 2048, noisy(rng, 5, 1.0))});
+  const json base =
+      report({result("self", 1024, noisy(rng, 5, 1.0)), result("gqa", 1024, noisy(rng, 5, 1.0)),
+              result("mqa", 512, noisy(rng, 5, 1.0))});
+  const json neu =
+      report({result("gqa", 1024, noisy(rng, 5, 1.0)), result("self", 1024, noisy(rng, 5, 1.0)),
+              result("mqa", 2048, noisy(rng, 5, 1.0))});
   const auto c = kt::compare_reports(base, neu, {});
   EXPECT_EQ(c.matched, 2);
   int missing = 0, added = 0;
@@ -171,6 +171,21 @@ TEST(Compare, MatchesByMechanismAndParameters) {
                                    report({result("self", 2, {1.0})}), {}),
                kt::InputError);
   EXPECT_THROW(kt::compare_reports(json::object(), base, {}), kt::InputError);
+}
+
+// A parameter added to a mechanism after the baseline was recorded does not break the baseline:
+// rows match when every parameter both sides hold agrees.
+TEST(Compare, ParameterAddedSinceTheBaselineStillMatches) {
+  std::mt19937 rng(6);
+  json with_new = result("self", 1024, noisy(rng, 5, 1.0));
+  with_new["params"]["kv_heads"] = 8;
+  json other_l = result("self", 2048, noisy(rng, 5, 1.0));
+  other_l["params"]["kv_heads"] = 8;
+  const auto c = kt::compare_reports(report({result("self", 1024, noisy(rng, 5, 1.0))}),
+                                     report({other_l, with_new}), {});
+  EXPECT_EQ(c.matched, 1);
+  for (const auto& r : c.rows)
+    if (r.verdict != kt::Verdict::New) EXPECT_NE(r.verdict, kt::Verdict::Missing);
 }
 
 TEST(Compare, NormalizeByPeakCancelsAMachineTwiceAsFast) {
@@ -238,10 +253,9 @@ struct CliResult {
 };
 
 CliResult run_cli(const std::string& args) {
-  const fs::path out = fs::temp_directory_path() /
-                       ("kittention-compare-" + std::to_string(::getpid()) + ".out");
-  const std::string cmd =
-      std::string(KITTENTION_CLI) + " " + args + " >" + out.string() + " 2>&1";
+  const fs::path out =
+      fs::temp_directory_path() / ("kittention-compare-" + std::to_string(::getpid()) + ".out");
+  const std::string cmd = std::string(KITTENTION_CLI) + " " + args + " >" + out.string() + " 2>&1";
   const int status = std::system(cmd.c_str());
   std::ifstream f(out);
   std::stringstream ss;
@@ -259,10 +273,10 @@ TEST(CompareCli, ExitCodes) {
   std::mt19937 rng(9);
   const auto b = noisy(rng, 10, 1e-2);
   std::ofstream(dir / "base.json") << report({result("self", 1024, b)}, 50.0).dump();
-  std::ofstream(dir / "same.json") << report({result("self", 1024, noisy(rng, 10, 1e-2))}, 50.0)
-                                          .dump();
-  std::ofstream(dir / "slow.json") << report({result("self", 1024, noisy(rng, 10, 1.3e-2))}, 50.0)
-                                          .dump();
+  std::ofstream(dir / "same.json")
+      << report({result("self", 1024, noisy(rng, 10, 1e-2))}, 50.0).dump();
+  std::ofstream(dir / "slow.json")
+      << report({result("self", 1024, noisy(rng, 10, 1.3e-2))}, 50.0).dump();
   std::ofstream(dir / "bad.json") << "{not json";
   const std::string base = (dir / "base.json").string();
   auto r = run_cli("compare " + base + " " + (dir / "same.json").string());

@@ -11,8 +11,8 @@
 #include <set>
 #include <sstream>
 
-#include "kittention/complexity_table.hpp"
 #include "kittention/compare.hpp"
+#include "kittention/complexity_table.hpp"
 #include "kittention/registry.hpp"
 #include "kittention/report.hpp"
 
@@ -39,8 +39,8 @@ kt::BenchResult fake(const std::string& name, int64_t L, double exponent, bool c
 
 kt::Report fake_report() {
   kt::Report rep;
-  rep.context = {{"host_name", "h"}, {"cpu_model", "cpu"}, {"num_cpus", 2}, {"date", "d"},
-                 {"build_type", "Release"}, {"kittention_version", "0.1.0"}};
+  rep.context = {{"host_name", "h"}, {"cpu_model", "cpu"},      {"num_cpus", 2},
+                 {"date", "d"},      {"build_type", "Release"}, {"kittention_version", "0.1.0"}};
   rep.peak_gflops = 100.0;
   for (int64_t L : {256, 512, 1024, 2048}) rep.results.push_back(fake("self", L, 1.9));
   rep.results.push_back(fake("gqa", 512, 2.0));
@@ -84,12 +84,13 @@ TEST(Gbench, FollowsGoogleBenchmarksSchema) {
   EXPECT_EQ(median["run_type"], "aggregate");
   EXPECT_EQ(median["aggregate_name"], "median");
   EXPECT_EQ(median["name"], name + "_median");
-  EXPECT_NEAR(median["real_time"].get<double>(), 1e3 * fake_report().results[0].time.median,
-              1e-9);
+  EXPECT_NEAR(median["real_time"].get<double>(), 1e3 * fake_report().results[0].time.median, 1e-9);
   // Names are unique per result, as compare.py matches by name.
   std::set<std::string> names;
   for (const auto& b : j["benchmarks"])
-    if (b["run_type"] == "aggregate") EXPECT_TRUE(names.insert(b["name"]).second) << b["name"];
+    if (b["run_type"] == "aggregate") {
+      EXPECT_TRUE(names.insert(b["name"]).second) << b["name"];
+    }
   EXPECT_EQ(j["benchmarks"][28]["name"].get<std::string>().rfind("gqa/B:1/H:8/G:", 0), 0u);
 }
 
@@ -103,7 +104,7 @@ TEST(Csv, HeaderAndOneLinePerResult) {
   EXPECT_EQ(lines[0].rfind("mechanism,path,batch,heads,kv_heads,seq_len", 0), 0u);
   const auto commas = [](const std::string& s) { return std::count(s.begin(), s.end(), ','); };
   for (const auto& l : lines) EXPECT_EQ(commas(l), commas(lines[0])) << l;
-  EXPECT_EQ(lines[1].rfind("self,fast,1,8,,256,64,64,true,1,", 0), 0u) << lines[1];
+  EXPECT_EQ(lines[1].rfind("self,fast,1,8,8,256,64,64,true,1,", 0), 0u) << lines[1];
 }
 
 TEST(Scaling, FitsGroupsWithThreeOrMoreLengths) {
@@ -143,11 +144,12 @@ TEST(ComplexityTable, AnalyticRowsAndModelExponent) {
   row.model_seq_len = used;
   t.rows.push_back(row);
   const std::string md = kt::render_complexity_table(t, "md");
-  EXPECT_NE(md.find("Vaswani et al. 2017, [Attention Is All You Need](https://arxiv.org/abs/1706.03762)"),
-            std::string::npos);
+  EXPECT_NE(
+      md.find("Vaswani et al. 2017, [Attention Is All You Need](https://arxiv.org/abs/1706.03762)"),
+      std::string::npos);
   EXPECT_NE(md.find("O(B·H·L²·d)"), std::string::npos);
   EXPECT_NE(md.find("| 2.00 |"), std::string::npos);
-  EXPECT_NE(md.find("34.36"), std::string::npos);  // 4·8·4096²·64 FLOPs = 34.36 GFLOP
+  EXPECT_NE(md.find("34.36"), std::string::npos);    // 4·8·4096²·64 FLOPs = 34.36 GFLOP
   EXPECT_EQ(md.find("GFLOP/s"), std::string::npos);  // analytic only
   EXPECT_EQ(md, kt::render_complexity_table(t, "md"));
 }
@@ -196,8 +198,9 @@ TEST_F(ReportCli, TableAnalyticOnlyIsStableAndTheReadmeScriptIsIdempotent) {
   EXPECT_FALSE(json::parse(slurp(dir_ / "a.json"))["rows"].empty());
 
   // The script rewrites only the block between the markers, byte for byte elsewhere.
-  const std::string before = "# T\r\n\nintro ü\n<!-- kittention:table:begin -->\nold\n"
-                             "<!-- kittention:table:end -->\ntail\n\n";
+  const std::string before =
+      "# T\r\n\nintro ü\n<!-- kittention:table:begin -->\nold\n"
+      "<!-- kittention:table:end -->\ntail\n\n";
   std::ofstream(dir_ / "README.md", std::ios::binary) << before;
   const std::string script = "python3 " + src + "/scripts/update-readme-table --bin " + cli +
                              " --readme " + (dir_ / "README.md").string() + " -- --analytic-only";

@@ -1,13 +1,14 @@
 // kittention compare: match two bench reports by mechanism, path and parameters; per row the ratio
 // of medians and a Mann-Whitney U test over the samples; a regression is a slowdown beyond the
 // threshold that is also significant. docs/regressions.md states the rule.
+#include "kittention/compare.hpp"
+
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <cmath>
 #include <map>
 
-#include "kittention/compare.hpp"
 #include "kittention/error.hpp"
 #include "kittention/report.hpp"
 
@@ -17,13 +18,20 @@ using nlohmann::json;
 
 const char* verdict_name(Verdict v) {
   switch (v) {
-    case Verdict::Same: return "ok";
-    case Verdict::Faster: return "faster (not significant)";
-    case Verdict::Slower: return "slower (not significant)";
-    case Verdict::Regression: return "REGRESSION";
-    case Verdict::Improvement: return "improvement";
-    case Verdict::Missing: return "missing in new";
-    case Verdict::New: return "new";
+    case Verdict::Same:
+      return "ok";
+    case Verdict::Faster:
+      return "faster (not significant)";
+    case Verdict::Slower:
+      return "slower (not significant)";
+    case Verdict::Regression:
+      return "REGRESSION";
+    case Verdict::Improvement:
+      return "improvement";
+    case Verdict::Missing:
+      return "missing in new";
+    case Verdict::New:
+      return "new";
   }
   return "?";
 }
@@ -47,7 +55,8 @@ double parse_fraction(const std::string& field, const std::string& text) {
 namespace {
 
 struct Entry {
-  std::string key, label, mechanism;
+  std::string key, label, mechanism, path;
+  json params;                  // after --ignore
   std::vector<double> samples;  // seconds, or seconds x peak GFLOP/s when normalized
   double median = 0;
   double flops = 0;
@@ -57,7 +66,7 @@ struct Entry {
 // A short, readable label: "L=4096 H=8 G=2 d=64 causal=true T=1 k=v".
 std::string label_of(const json& params) {
   static const std::vector<std::pair<const char*, const char*>> common = {
-      {"seq_len", "L"}, {"batch", "B"},     {"heads", "H"},   {"kv_heads", "G"},
+      {"seq_len", "L"},  {"batch", "B"},      {"heads", "H"},       {"kv_heads", "G"},
       {"head_dim", "d"}, {"value_dim", "dv"}, {"causal", "causal"}, {"threads", "T"}};
   std::string s;
   auto str = [](const json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); };
@@ -83,8 +92,9 @@ std::string label_of(const json& params) {
 std::vector<Entry> entries_of(const json& doc, const char* which, const CompareOptions& opt,
                               std::vector<std::string>& warnings, double& peak_out) {
   if (!doc.is_object() || !doc.contains("results") || !doc["results"].is_array())
-    throw InputError(which, "not a kittention bench JSON report (expected an object with "
-                            "\"results\"; write one with `kittention bench --format json`)");
+    throw InputError(which,
+                     "not a kittention bench JSON report (expected an object with "
+                     "\"results\"; write one with `kittention bench --format json`)");
   if (doc.contains("schema_version") && doc["schema_version"] != kSchemaVersion)
     throw InputError(which, fmt::format("unsupported schema_version {} (this build reads {})",
                                         doc["schema_version"].dump(), kSchemaVersion));
@@ -114,6 +124,8 @@ std::vector<Entry> entries_of(const json& doc, const char* which, const CompareO
       e.threads = params["threads"].get<int64_t>();
     for (const auto& ig : opt.ignore) params.erase(ig);
     e.key = e.mechanism + " " + path + " " + params.dump();
+    e.path = path;
+    e.params = params;
     e.label = e.mechanism + (path == "fast" ? "" : " (" + path + ")") + " " + label_of(params);
     const double scale = opt.normalize_peak ? peak : 1.0;
     if (r.contains("samples") && r["samples"].is_array())
@@ -163,8 +175,22 @@ CompareResult compare_reports(const json& base, const json& neu, const CompareOp
         break;
       }
   }
+  // A row matches the new result with the same key, else the one whose parameters agree on every
+  // name both hold: a parameter added since the baseline (at its default) does not break it.
   std::map<std::string, const Entry*> new_by_key;
   for (const auto& e : n) new_by_key[e.key] = &e;
+  auto find_match = [&](const Entry& e) {
+    auto exact = new_by_key.find(e.key);
+    if (exact != new_by_key.end()) return exact;
+    for (const auto& x : n) {
+      if (x.mechanism != e.mechanism || x.path != e.path) continue;
+      bool agree = true;
+      for (const auto& [k, v] : e.params.items())
+        if (x.params.contains(k) && x.params[k] != v) agree = false;
+      if (agree) return new_by_key.find(x.key);
+    }
+    return new_by_key.end();
+  };
   std::map<std::string, bool> matched_new;
   double log_sum = 0;
   int weak = 0, hopeless = 0;
@@ -173,7 +199,7 @@ CompareResult compare_reports(const json& base, const json& neu, const CompareOp
     row.key = e.label;
     row.mechanism = e.mechanism;
     row.base_median = e.median;
-    auto it = new_by_key.find(e.key);
+    auto it = find_match(e);
     if (it == new_by_key.end()) {
       row.verdict = Verdict::Missing;
       c.rows.push_back(row);
@@ -218,14 +244,15 @@ CompareResult compare_reports(const json& base, const json& neu, const CompareOp
       c.rows.push_back(row);
     }
   if (c.matched == 0)
-    throw InputError("NEW", "no result matches one in BASE (results match by mechanism, path and "
-                            "every parameter)");
+    throw InputError("NEW",
+                     "no result matches one in BASE (results match by mechanism, path and "
+                     "every parameter)");
   c.geomean_ratio = std::exp(log_sum / c.matched);
   if (weak)
-    c.warnings.push_back(fmt::format(
-        "{} row(s) have fewer than 5 samples on a side: the U test is weak (9 or more "
-        "repetitions recommended: --reps 9)",
-        weak));
+    c.warnings.push_back(
+        fmt::format("{} row(s) have fewer than 5 samples on a side: the U test is weak (9 or more "
+                    "repetitions recommended: --reps 9)",
+                    weak));
   if (hopeless)
     c.warnings.push_back(fmt::format(
         "{} row(s) have too few samples for any p-value below alpha = {}: they can never be "
@@ -233,8 +260,9 @@ CompareResult compare_reports(const json& base, const json& neu, const CompareOp
         hopeless, opt.alpha));
   for (const auto& r : c.rows)
     if (r.verdict == Verdict::Missing || r.verdict == Verdict::New) {
-      c.warnings.push_back("some results are in only one of the reports (see 'missing in new' / "
-                           "'new')");
+      c.warnings.push_back(
+          "some results are in only one of the reports (see 'missing in new' / "
+          "'new')");
       break;
     }
   return c;
