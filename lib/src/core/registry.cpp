@@ -17,6 +17,7 @@ const std::vector<const Mechanism*>& all_mechanisms() {
       &mechanism_mha(),
       &mechanism_gqa(),
       &mechanism_mqa(),
+      &mechanism_sparse(),
       &mechanism_sinkhorn(),
       &mechanism_spark(),
       &mechanism_mla(),

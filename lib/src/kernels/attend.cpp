@@ -65,11 +65,13 @@ TileKernel TileConfig::effective_kernel() const {
   return kernel == TileKernel::Fused && !fused_kernel_available() ? TileKernel::Blas : kernel;
 }
 
-double tiled_workspace_bytes(int64_t dim, int64_t vdim, int64_t group, const TileConfig& cfg) {
-  const int64_t rows = cfg.block_q(group) * group;
+double tiled_workspace_bytes(int64_t dim, int64_t vdim, int64_t group, const TileConfig& cfg,
+                             int64_t lq, int64_t lk) {
+  const int64_t rows = std::min(cfg.block_q(group), std::max<int64_t>(1, lq)) * group;
+  const int64_t bk = std::min(cfg.block_k, std::max<int64_t>(1, lk));
   if (cfg.effective_kernel() == TileKernel::Fused)
-    return 4.0 * fused_workspace_floats(rows, dim, vdim, cfg.block_k);
-  return 4.0 * double(rows) * double(dim + cfg.block_k + vdim + 2);
+    return 4.0 * fused_workspace_floats(rows, dim, vdim, bk);
+  return 4.0 * double(rows) * double(dim + bk + vdim + 2);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -98,7 +98,7 @@ enum class TileKernel { Blas, Fused };
 struct TileConfig {
   int64_t block_rows = 256;  // stacked query rows per tile (query positions x heads of a group)
   int64_t block_k = 512;     // keys per tile
-  TileKernel kernel = TileKernel::Blas;
+  TileKernel kernel = TileKernel::Fused;
   int64_t block_q(int64_t group) const;  // query positions per tile for `group` stacked heads
   TileKernel effective_kernel() const;   // kernel, or Blas when Fused is not supported here
 };
@@ -138,7 +138,9 @@ void attend_fused(const AttendProblem& p, const BlockPattern& pattern, Workspace
 double fused_workspace_floats(int64_t max_rows, int64_t dim, int64_t vdim, int64_t block_k);
 
 // Analytic per-thread workspace of attend_tiled, in bytes.
-double tiled_workspace_bytes(int64_t dim, int64_t vdim, int64_t group, const TileConfig& cfg = {});
+// Tiles are clamped to the lengths as the kernels clamp them (lq, lk: the problem's lengths).
+double tiled_workspace_bytes(int64_t dim, int64_t vdim, int64_t group, const TileConfig& cfg = {},
+                             int64_t lq = INT64_MAX, int64_t lk = INT64_MAX);
 
 // Merges partial softmax state (m2, l2, acc2) into (m, l, acc) over a disjoint key set (§0.3):
 // m' = max(m, m2), l = e^{m-m'}·l + e^{m2-m'}·l2, acc = e^{m-m'}·acc + e^{m2-m'}·acc2.

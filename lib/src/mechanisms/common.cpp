@@ -20,7 +20,7 @@ std::vector<ParamSpec> tile_params() {
   kernel.help =
       "fast path tile kernel: fused (AVX-512 microkernels; blas where unsupported) or "
       "blas (cblas_sgemm per tile)";
-  kernel.default_value = std::string("blas");
+  kernel.default_value = std::string("fused");
   kernel.choices = {"fused", "blas"};
   return {rows, keys, kernel};
 }

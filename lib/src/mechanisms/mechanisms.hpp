@@ -8,6 +8,7 @@ const Mechanism& mechanism_self();
 const Mechanism& mechanism_mha();
 const Mechanism& mechanism_gqa();
 const Mechanism& mechanism_mqa();
+const Mechanism& mechanism_sparse();
 const Mechanism& mechanism_sinkhorn();
 const Mechanism& mechanism_spark();
 const Mechanism& mechanism_mla();

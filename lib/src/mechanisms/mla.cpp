@@ -437,8 +437,8 @@ CostModel MultiHeadLatentAttention::cost(const Params& p, Path path) const {
     const int64_t bq = std::min(cfg.block_q(group), d.L);
     const int64_t items = d.B * (d.H / group) * ((d.L + bq - 1) / bq);
     const double threads = double(std::min(p.i("threads"), items));
-    if (cfg.effective_kernel() == TileKernel::Fused)
-      return threads * tiled_workspace_bytes(tdim, tvdim, group, cfg);
+    if (cfg.effective_kernel() == TileKernel::Fused)  // one allocation of all threads' tiles
+      return ws_bytes(threads * tiled_workspace_bytes(tdim, tvdim, group, cfg, d.L, d.L) / 4);
     const double rows = double(bq * group);
     const double bk = double(std::min(cfg.block_k, d.L));
     return ws_bytes(threads * rows * (tdim + bk + tvdim + 2));

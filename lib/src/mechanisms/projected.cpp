@@ -90,7 +90,8 @@ CostModel ProjectedAttention::cost(const Params& p, Path path) const {
     const int64_t items = p.i("batch") * p.i("kv_heads") * ((p.i("seq_len") + bq - 1) / bq);
     c.workspace_bytes =
         buffers + double(std::min(p.i("threads"), items)) *
-                      tiled_workspace_bytes(p.i("head_dim"), p.i("value_dim"), group, cfg);
+                      tiled_workspace_bytes(p.i("head_dim"), p.i("value_dim"), group, cfg,
+                                            p.i("seq_len"), p.i("seq_len"));
     c.space_complexity = "O(B·L·H·d + T·Br·Bc)";
     c.form = "projection GEMMs + tiled online softmax";
   } else {

@@ -80,7 +80,8 @@ class SelfAttention final : public Mechanism {
       const int64_t bq = std::min(cfg.block_q(group), len);
       const int64_t items = p.i("batch") * p.i("kv_heads") * ((len + bq - 1) / bq);
       c.workspace_bytes = double(std::min(p.i("threads"), items)) *
-                          tiled_workspace_bytes(p.i("head_dim"), p.i("value_dim"), group, cfg);
+                          tiled_workspace_bytes(p.i("head_dim"), p.i("value_dim"), group, cfg,
+                                                p.i("seq_len"), p.i("seq_len"));
       c.space_complexity = "O(T·Br·(d + Bc))";
       c.form = "tiled online softmax";
     } else {
