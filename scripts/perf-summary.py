@@ -44,11 +44,15 @@ def main():
     for name, title in [("self-d64.json", "self, non-causal, d = 64"), ("self-d128.json", "self, d = 128"),
                         ("self-causal.json", "self at L = 8192, causal vs non-causal"),
                         ("gqa-core.json", "GQA/MQA core: self with kv_heads = 8, 2, 1 at L = 8192"),
-                        ("threads.json", "one vs two threads at L = 8192")]:
+                        ("threads.json", "one vs two threads at L = 8192"),
+                        ("all-mechanisms.json", "every other mechanism at L = 1024..8192 (defaults, 2 threads)"),
+                        ("targets.json", "the sparse/latent and linear-time targets (configs/targets.json)")]:
         if os.path.exists(os.path.join(out, name)):
             table(load(out, name), title)
-    if os.path.exists(os.path.join(out, "readme.json")):
-        table(load(out, "readme.json"), "every mechanism at the README configuration", extra=())
+    for name, title in [("readme.json", "the README configuration before (blas tiles by default)"),
+                        ("readme-after.json", "the README configuration after (fused tiles by default)")]:
+        if os.path.exists(os.path.join(out, name)):
+            table(load(out, name), title, extra=())
 
 
 if __name__ == "__main__":

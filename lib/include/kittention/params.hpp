@@ -57,6 +57,14 @@ Params resolve_params(const Mechanism& mech, const nlohmann::json& given);
 // The closest candidate by edit distance, or "" when nothing is close.
 std::string closest_match(const std::string& word, const std::vector<std::string>& candidates);
 
+// Builders for a mechanism's own parameters. A derived default: def = std::nullopt plus the
+// default_text that `list` shows (Mechanism::resolve then fills the value).
+ParamSpec choice_param(std::string name, std::string help, std::vector<std::string> choices,
+                       std::optional<std::string> def, std::string default_text = "");
+ParamSpec bool_param(std::string name, std::string help, bool def);
+ParamSpec int_param(std::string name, std::string help, std::optional<int64_t> def, double min,
+                    double max, std::string default_text = "");
+
 // The contract's common parameters (contract.md), with their static defaults.
 namespace common {
 ParamSpec batch();

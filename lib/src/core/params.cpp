@@ -199,6 +199,40 @@ Params resolve_params(const Mechanism& mech, const json& given) {
   return p;
 }
 
+ParamSpec choice_param(std::string name, std::string help, std::vector<std::string> choices,
+                       std::optional<std::string> def, std::string default_text) {
+  ParamSpec s;
+  s.name = std::move(name);
+  s.type = ParamType::Choice;
+  s.help = std::move(help);
+  s.choices = std::move(choices);
+  if (def) s.default_value = *def;
+  s.default_text = std::move(default_text);
+  return s;
+}
+
+ParamSpec bool_param(std::string name, std::string help, bool def) {
+  ParamSpec s;
+  s.name = std::move(name);
+  s.type = ParamType::Bool;
+  s.help = std::move(help);
+  s.default_value = def;
+  return s;
+}
+
+ParamSpec int_param(std::string name, std::string help, std::optional<int64_t> def, double min,
+                    double max, std::string default_text) {
+  ParamSpec s;
+  s.name = std::move(name);
+  s.type = ParamType::Int;
+  s.help = std::move(help);
+  if (def) s.default_value = *def;
+  s.default_text = std::move(default_text);
+  s.min = min;
+  s.max = max;
+  return s;
+}
+
 namespace common {
 
 namespace {

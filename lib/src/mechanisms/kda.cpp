@@ -96,35 +96,6 @@ inline double gate_value(const Dims& d, double raw, double a_log, double dt_bias
   return g < kGateMin ? kGateMin : g;  // NaN stays NaN
 }
 
-ParamSpec choice_spec(std::string name, std::string help, std::string def,
-                      std::vector<std::string> choices) {
-  ParamSpec s;
-  s.name = std::move(name);
-  s.type = ParamType::Choice;
-  s.help = std::move(help);
-  s.default_value = std::move(def);
-  s.choices = std::move(choices);
-  return s;
-}
-ParamSpec bool_spec(std::string name, std::string help, bool def) {
-  ParamSpec s;
-  s.name = std::move(name);
-  s.type = ParamType::Bool;
-  s.help = std::move(help);
-  s.default_value = def;
-  return s;
-}
-ParamSpec int_spec(std::string name, std::string help, int64_t def) {
-  ParamSpec s;
-  s.name = std::move(name);
-  s.type = ParamType::Int;
-  s.help = std::move(help);
-  s.default_value = def;
-  s.min = 1;
-  s.max = 1 << 16;
-  return s;
-}
-
 // Per-thread float scratch of the chunked form, and its layout.
 struct ChunkScratch {
   float *qn, *kn, *gg, *alpha, *eq, *ekx, *kb, *qt, *kt, *aqk, *akk, *wu, *beta, *dec, *lam, *e;
@@ -178,25 +149,26 @@ class KimiDeltaAttention final : public Mechanism {
     lb.default_value = -5.0;
     lb.max = 0;
     lb.min = -1e4;
-    return {common::batch(),
-            common::heads(),
-            common::head_dim(),
-            common::value_dim(),
-            common::seq_len(),
-            common::causal(true),
-            common::scale("1/sqrt(head_dim), applied to q after its L2 normalisation"),
-            common::seed(),
-            common::threads(),
-            bool_spec("l2norm", "L2-normalise q and k in the kernel (eps 1e-6)", true),
-            choice_spec("gate", "how g becomes the log-decay", "given",
-                        {"given", "softplus", "lower_bound"}),
-            lb,
-            choice_spec("gate_regime", "generated gates: mild or strong decay (decisions.md)",
-                        "mild", {"mild", "strong"}),
-            int_spec("chunk_size", "rows per chunk of the chunked form", 64),
-            int_spec("sub_chunk", "rows per sub-chunk of the stable factorisation", 16),
-            choice_spec("form", "fast-path form", "chunked", {"chunked", "recurrent"}),
-            bool_spec("initial_state", "take input initial_state (S0 [B,H,dk,dv])", false)};
+    return {
+        common::batch(),
+        common::heads(),
+        common::head_dim(),
+        common::value_dim(),
+        common::seq_len(),
+        common::causal(true),
+        common::scale("1/sqrt(head_dim), applied to q after its L2 normalisation"),
+        common::seed(),
+        common::threads(),
+        bool_param("l2norm", "L2-normalise q and k in the kernel (eps 1e-6)", true),
+        choice_param("gate", "how g becomes the log-decay", {"given", "softplus", "lower_bound"},
+                     "given"),
+        lb,
+        choice_param("gate_regime", "generated gates: mild or strong decay (decisions.md)",
+                     {"mild", "strong"}, "mild"),
+        int_param("chunk_size", "rows per chunk of the chunked form", 64, 1, 1 << 16),
+        int_param("sub_chunk", "rows per sub-chunk of the stable factorisation", 16, 1, 1 << 16),
+        choice_param("form", "fast-path form", {"chunked", "recurrent"}, "chunked"),
+        bool_param("initial_state", "take input initial_state (S0 [B,H,dk,dv])", false)};
   }
 
   void resolve(Params& p) const override {

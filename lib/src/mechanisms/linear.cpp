@@ -85,17 +85,6 @@ inline double feature_map_ref(double x, FeatureMap f) {
   return x;
 }
 
-ParamSpec choice_spec(std::string name, std::string help, std::string def,
-                      std::vector<std::string> choices) {
-  ParamSpec s;
-  s.name = std::move(name);
-  s.type = ParamType::Choice;
-  s.help = std::move(help);
-  s.default_value = std::move(def);
-  s.choices = std::move(choices);
-  return s;
-}
-
 // Rows per block of the non-causal passes (bounds their workspace independently of L).
 constexpr int64_t kRowBlock = 256;
 
@@ -169,12 +158,12 @@ class LinearAttention final : public Mechanism {
             common::scale("1.0 (applied to q before the feature map)"),
             common::seed(),
             common::threads(),
-            choice_spec("feature_map", "feature map φ", "elu", {"elu", "relu", "identity"}),
+            choice_param("feature_map", "feature map φ", {"elu", "relu", "identity"}, "elu"),
             eps,
             normalize,
             chunk,
-            choice_spec("form", "causal fast-path form (ignored when non-causal)", "chunked",
-                        {"chunked", "recurrent"}),
+            choice_param("form", "causal fast-path form (ignored when non-causal)",
+                         {"chunked", "recurrent"}, "chunked"),
             init};
   }
 

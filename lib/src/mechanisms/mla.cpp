@@ -49,19 +49,6 @@ double ws_bytes(double floats) {
   return std::ceil(std::max(4.0 * floats, 1.0) / 64.0) * 64.0;
 }
 
-ParamSpec int_param(std::string name, std::string help, std::optional<int64_t> def,
-                    std::string default_text, double min, double max) {
-  ParamSpec s;
-  s.name = std::move(name);
-  s.type = ParamType::Int;
-  s.help = std::move(help);
-  if (def) s.default_value = *def;
-  s.default_text = std::move(default_text);
-  s.min = min;
-  s.max = max;
-  return s;
-}
-
 // Row-major C[m,n] = A[m,k] · op(B) with leading dimensions; B is [k,n] (or [n,k] with trans_b).
 // Fast: blas::gemm with `threads` BLAS threads. Reference: plain loops, double accumulation.
 void matmul(Path path, const float* a, int64_t lda, const float* b, int64_t ldb, bool trans_b,
@@ -146,15 +133,15 @@ class MultiHeadLatentAttention final : public Mechanism {
         int_param("nope_dim",
                   "d_h, content (non-rotary) query/key width per head, also the value "
                   "width",
-                  std::nullopt, "head_dim", 1, 1 << 14),
+                  std::nullopt, 1, 1 << 14, "head_dim"),
         int_param("rope_dim", "d_h^R, decoupled RoPE width per head (even; 0 = no RoPE part)",
-                  std::nullopt, "head_dim / 2", 0, 1 << 14),
+                  std::nullopt, 0, 1 << 14, "head_dim / 2"),
         int_param("kv_rank", "d_c, KV latent width (the cache holds kv_rank + rope_dim per token)",
-                  std::nullopt, "4 * head_dim", 1, 1 << 16),
-        int_param("q_rank", "d_c', query latent width (0 = no query compression)", int64_t{0}, "",
-                  0, 1 << 16),
-        int_param("model_dim", "D, model dimension of x and of the output", std::nullopt,
-                  "heads * head_dim", 1, 1 << 16),
+                  std::nullopt, 1, 1 << 16, "4 * head_dim"),
+        int_param("q_rank", "d_c', query latent width (0 = no query compression)", int64_t{0}, 0,
+                  1 << 16, ""),
+        int_param("model_dim", "D, model dimension of x and of the output", std::nullopt, 1,
+                  1 << 16, "heads * head_dim"),
         common::seq_len(),
         common::causal(true),
         scale,

@@ -439,18 +439,6 @@ void reference_forward(const Problem& pr, Workspace& ws) {
   }
 }
 
-ParamSpec choice_spec(std::string name, std::string help, std::vector<std::string> choices,
-                      std::optional<std::string> def, std::string default_text = "") {
-  ParamSpec s;
-  s.name = std::move(name);
-  s.type = ParamType::Choice;
-  s.help = std::move(help);
-  s.choices = std::move(choices);
-  if (def) s.default_value = *def;
-  s.default_text = std::move(default_text);
-  return s;
-}
-
 class SeedFold final : public Mechanism {
  public:
   std::string name() const override { return "seedfold"; }
@@ -503,14 +491,14 @@ class SeedFold final : public Mechanism {
             heads,
             dim,
             len,
-            choice_spec("variant", "gated | additive (SeedFold linear) | softmax (AF baseline)",
-                        {"gated", "additive", "softmax"}, "gated"),
-            choice_spec("node", "start: rows i attend along j; end: the transposed pair tensor",
-                        {"start", "end"}, "start"),
-            choice_spec("phi", "feature map of q and k (linear variants; spec: ReLU, U)",
-                        {"relu", "identity", "elu1"}, "relu"),
-            choice_spec("psi", "map of the pair bias", {"sigmoid", "relu", "identity"},
-                        std::nullopt, "sigmoid (gated), relu (additive), identity (softmax)"),
+            choice_param("variant", "gated | additive (SeedFold linear) | softmax (AF baseline)",
+                         {"gated", "additive", "softmax"}, "gated"),
+            choice_param("node", "start: rows i attend along j; end: the transposed pair tensor",
+                         {"start", "end"}, "start"),
+            choice_param("phi", "feature map of q and k (linear variants; spec: ReLU, U)",
+                         {"relu", "identity", "elu1"}, "relu"),
+            choice_param("psi", "map of the pair bias", {"sigmoid", "relu", "identity"},
+                         std::nullopt, "sigmoid (gated), relu (additive), identity (softmax)"),
             normalize,
             eps,
             common::scale("1 (gated, additive; applied to q before phi), 1/sqrt(head_dim) "

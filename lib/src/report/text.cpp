@@ -31,8 +31,11 @@ std::string specific_params(const std::string& mechanism, const Params& p) {
   std::string s;
   for (const auto& spec : find_mechanism(mechanism).params()) {
     if (spec.common || spec.name == "model_dim" || !p.has(spec.name)) continue;
-    const bool tuning = spec.name == "block_rows" || spec.name == "block_k" || spec.name == "kernel";
-    if (tuning && spec.default_value && *spec.default_value == p.values().at(spec.name)) continue;
+    const bool tuning =
+        spec.name == "block_rows" || spec.name == "block_k" || spec.name == "kernel";
+    // Tuning knobs show only when set away from a static default (derived ones never).
+    if (tuning && (!spec.default_value || *spec.default_value == p.values().at(spec.name)))
+      continue;
     if (!s.empty()) s += ' ';
     s += spec.name + "=" + value_str(p.values().at(spec.name));
   }
