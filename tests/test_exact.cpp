@@ -17,6 +17,10 @@ struct ShapeCase {
   json given;
 };
 
+void PrintTo(const ShapeCase& c, std::ostream* os) {
+  *os << test::case_name(c.mech, c.given);
+}
+
 class ExactFastVsReference : public ::testing::TestWithParam<ShapeCase> {};
 
 TEST_P(ExactFastVsReference, Agree) {

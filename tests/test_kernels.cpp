@@ -89,6 +89,11 @@ struct TiledCase {
   bool causal;
 };
 
+void PrintTo(const TiledCase& c, std::ostream* os) {
+  *os << "H" << c.heads << "_G" << c.kv_heads << "_Lq" << c.lq << "_Lk" << c.lk << "_d" << c.dim
+      << "_tile" << c.block_rows << "x" << c.block_k << (c.causal ? "_causal" : "");
+}
+
 class TiledVsReference : public ::testing::TestWithParam<TiledCase> {};
 
 TEST_P(TiledVsReference, Agree) {

@@ -26,6 +26,10 @@ struct MlaCase {
   json given;
 };
 
+void PrintTo(const MlaCase& c, std::ostream* os) {
+  *os << test::case_name("mla", c.given);
+}
+
 class MlaFastVsReference : public ::testing::TestWithParam<MlaCase> {};
 
 TEST_P(MlaFastVsReference, Agree) {

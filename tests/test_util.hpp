@@ -3,6 +3,7 @@
 #pragma once
 #include <gtest/gtest.h>
 
+#include <cctype>
 #include <cmath>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -48,6 +49,17 @@ inline void expect_fast_matches_reference(const std::string& name, const nlohman
   EXPECT_TRUE(all_finite(fast));
   EXPECT_TRUE(all_finite(ref));
   EXPECT_LE(max_rel_error(fast, ref), r.mech->tolerance(r.params));
+}
+
+// A readable, CTest-safe name for a parametrised case: "gqa_seq_len=7_heads=6_causal=true".
+inline std::string case_name(const std::string& mech, const nlohmann::json& given) {
+  std::string s = mech;
+  for (const auto& [k, v] : given.items()) {
+    s += "_" + k + "=";
+    for (char c : v.is_string() ? v.get<std::string>() : v.dump())
+      s += std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' ? c : '_';
+  }
+  return s;
 }
 
 // The shapes every mechanism is checked on: ragged lengths, L = 1, odd head counts.
