@@ -3,6 +3,7 @@
 // bump of an offset inside 64-byte aligned chunks; a Scope releases what was taken inside it.
 // Not thread-safe: take per-thread buffers before entering a parallel region.
 #pragma once
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -22,6 +23,13 @@ class Workspace {
     return static_cast<T*>(alloc_bytes(static_cast<size_t>(count) * sizeof(T)));
   }
   float* alloc_floats(int64_t count) { return alloc<float>(count); }
+
+  // Bytes an allocation of `bytes` takes from the arena (64-byte padding, at least 64): the rule
+  // cost models use to predict workspace_bytes exactly.
+  static size_t padded_bytes(size_t bytes) { return (std::max<size_t>(bytes, 1) + 63) / 64 * 64; }
+  static double padded_float_bytes(double floats) {
+    return double(padded_bytes(static_cast<size_t>(4.0 * floats)));
+  }
 
   size_t in_use() const { return in_use_; }
   size_t peak() const { return peak_; }

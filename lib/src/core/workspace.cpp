@@ -9,9 +9,6 @@ namespace kt {
 namespace {
 constexpr size_t kAlign = 64;
 constexpr size_t kMinChunk = size_t(1) << 20;
-size_t round_up(size_t n) {
-  return (n + kAlign - 1) / kAlign * kAlign;
-}
 }  // namespace
 
 void Workspace::Chunk::Free::operator()(std::byte* p) const {
@@ -19,7 +16,7 @@ void Workspace::Chunk::Free::operator()(std::byte* p) const {
 }
 
 void* Workspace::alloc_bytes(size_t bytes) {
-  const size_t padded = round_up(std::max<size_t>(bytes, 1));
+  const size_t padded = padded_bytes(bytes);
   // Allocation is LIFO, so the chunks in use are a prefix: take the top chunk if it has room,
   // else the first empty chunk after it that is large enough, else a new chunk. Chunks are kept
   // until the arena dies, so a repeated run reuses its memory (no page faults on every run).

@@ -44,9 +44,9 @@ namespace {
 constexpr double kRopeBase = 10000.0;
 constexpr double kNormEps = 1e-6;
 
-// Bytes the Workspace takes for `floats` floats (64-byte padding of every allocation).
+// Bytes the Workspace takes for `floats` floats.
 double ws_bytes(double floats) {
-  return std::ceil(std::max(4.0 * floats, 1.0) / 64.0) * 64.0;
+  return Workspace::padded_float_bytes(floats);
 }
 
 // Row-major C[m,n] = A[m,k] · op(B) with leading dimensions; B is [k,n] (or [n,k] with trans_b).

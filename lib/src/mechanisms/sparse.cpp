@@ -348,7 +348,7 @@ struct FastModel {
 };
 
 double pad64(double floats) {
-  return std::ceil(floats * 4 / 64) * 64;
+  return Workspace::padded_float_bytes(floats);
 }
 
 FastModel fast_model(const Geometry& g) {
