@@ -128,15 +128,22 @@ void attend_tiled(const AttendProblem& p, const BlockPattern& pattern, Workspace
   KT_ASSERT(cfg.block_rows >= 1 && cfg.block_k >= 1, "bad tile config");
   if (p.lq == 0) return;
   if (cfg.effective_kernel() == TileKernel::Fused) return attend_fused(p, pattern, ws, cfg);
-  const TileGrid grid(p, pattern, cfg);
-  const int64_t max_rows = grid.max_rows, bk = grid.bk;
+  // Stack the query heads of a group when they share a pattern; otherwise one head per item.
+  const int64_t group = pattern.per_head() ? 1 : p.group_size();
+  const int64_t units = p.heads / group;  // kv heads, or query heads when not stacked
+  const int64_t bq = std::min(cfg.block_q(group), p.lq);
+  const int64_t bk = std::min(cfg.block_k, std::max<int64_t>(1, p.lk));
+  const int64_t max_rows = bq * group;
+  const int64_t tiles = (p.lq + bq - 1) / bq;
+  const int64_t items = p.batch * units * tiles;
+  const int nthreads = static_cast<int>(std::min<int64_t>(p.threads, items));
 
   Workspace::Scope scope(ws);
   const int64_t per_thread = max_rows * (p.dim + bk + p.vdim + 2);
-  float* scratch = ws.alloc_floats(per_thread * grid.nthreads);
+  float* scratch = ws.alloc_floats(per_thread * nthreads);
   blas::ThreadsScope blas_single(1);
 
-#pragma omp parallel num_threads(grid.nthreads)
+#pragma omp parallel num_threads(nthreads)
   {
     FlushDenormals ftz;
     float* base = scratch + per_thread * omp_get_thread_num();
@@ -147,11 +154,14 @@ void attend_tiled(const AttendProblem& p, const BlockPattern& pattern, Workspace
     float* l = m + max_rows;             // [rows]        running sum
     std::vector<KeyBlock> blocks;
 
+    // Largest (latest) query tiles first: with a causal pattern they carry the most work.
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t item = 0; item < grid.items; ++item) {
-      const TileGrid::Tile tile = grid.tile(p, item);
-      const int64_t b = tile.b, i0 = tile.i0, i1 = tile.i1, br = tile.br, rows = tile.rows,
-                    h0 = tile.h0, g = tile.g;
+    for (int64_t item = 0; item < items; ++item) {
+      const int64_t t = tiles - 1 - item % tiles;
+      const int64_t u = (item / tiles) % units, b = item / (tiles * units);
+      const int64_t i0 = t * bq, i1 = std::min(p.lq, i0 + bq), br = i1 - i0;
+      const int64_t rows = br * group, h0 = u * group, g = h0 / p.group_size();
+      // Stacked row r is query i0 + r % br of head h0 + r / br.
       for (int64_t r = 0; r < rows; ++r) {
         const float* src = p.q.row(b, h0 + r / br, i0 + r % br);
         float* dst = qt + r * p.dim;
@@ -182,37 +192,16 @@ void attend_tiled(const AttendProblem& p, const BlockPattern& pattern, Workspace
         blas::gemm(false, false, rows, p.vdim, n, 1.0f, s, bk, p.v.row(b, g, kb.j0), p.v.row_stride,
                    1.0f, acc, p.vdim);
       }
-      write_tile_output(p, tile, acc, m, l);
+      for (int64_t r = 0; r < rows; ++r) {
+        const int64_t h = h0 + r / br, i = i0 + r % br;
+        float* dst = p.o.row(b, h, i);
+        const float inv = l[r] > 0 ? 1.0f / l[r] : 0.0f;
+        const float* ar = acc + r * p.vdim;
+        for (int64_t c = 0; c < p.vdim; ++c) dst[c] = ar[c] * inv;
+        if (p.lse)
+          p.lse[(b * p.heads + h) * p.lq + i] = l[r] > 0 ? m[r] + std::log(l[r]) : -INFINITY;
+      }
     }
-  }
-}
-
-TileGrid::TileGrid(const AttendProblem& p, const BlockPattern& pattern, const TileConfig& cfg)
-    : group(pattern.per_head() ? 1 : p.group_size()),
-      units(p.heads / group),
-      bq(std::min(cfg.block_q(group), p.lq)),
-      bk(std::min(cfg.block_k, std::max<int64_t>(1, p.lk))),
-      max_rows(bq * group),
-      tiles((p.lq + bq - 1) / bq),
-      items(p.batch * units * tiles),
-      nthreads(static_cast<int>(std::min<int64_t>(p.threads, items))) {}
-
-TileGrid::Tile TileGrid::tile(const AttendProblem& p, int64_t item) const {
-  const int64_t t = tiles - 1 - item % tiles;
-  const int64_t u = (item / tiles) % units, b = item / (tiles * units);
-  const int64_t i0 = t * bq, i1 = std::min(p.lq, i0 + bq), h0 = u * group;
-  return {b, i0, i1, i1 - i0, (i1 - i0) * group, h0, h0 / p.group_size()};
-}
-
-void write_tile_output(const AttendProblem& p, const TileGrid::Tile& t, const float* acc,
-                       const float* m, const float* l) {
-  for (int64_t r = 0; r < t.rows; ++r) {
-    const int64_t h = t.h0 + r / t.br, i = t.i0 + r % t.br;
-    float* dst = p.o.row(t.b, h, i);
-    const float inv = l[r] > 0 ? 1.0f / l[r] : 0.0f;
-    const float* ar = acc + r * p.vdim;
-    for (int64_t c = 0; c < p.vdim; ++c) dst[c] = ar[c] * inv;
-    if (p.lse) p.lse[(t.b * p.heads + h) * p.lq + i] = l[r] > 0 ? m[r] + std::log(l[r]) : -INFINITY;
   }
 }
 

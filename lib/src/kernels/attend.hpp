@@ -127,22 +127,10 @@ int64_t tiled_visited_pairs(const BlockPattern& pattern, int64_t h, int64_t lq, 
                             int64_t group, const TileConfig& cfg = {});
 int64_t count_allowed_pairs(const BlockPattern& pattern, int64_t h, int64_t lq, int64_t lk);
 
-// The work decomposition shared by both tile kernels: items are (b, unit, query tile); a unit is
-// a KV head whose query heads are stacked, or one query head when the pattern is per-head.
-// Items run largest (latest) query tile first: with a causal pattern they carry the most work.
-struct TileGrid {
-  int64_t group, units, bq, bk, max_rows, tiles, items;
-  int nthreads;
-  TileGrid(const AttendProblem& p, const BlockPattern& pattern, const TileConfig& cfg);
-  struct Tile {
-    int64_t b, i0, i1, br, rows, h0, g;  // stacked row r is query i0 + r % br of head h0 + r / br
-  };
-  Tile tile(const AttendProblem& p, int64_t item) const;
-};
-
-// o = acc / l and lse = m + log l for the rows of one tile (a row with l = 0 gives 0 and -inf).
-void write_tile_output(const AttendProblem& p, const TileGrid::Tile& t, const float* acc,
-                       const float* m, const float* l);
+// The fused tile kernel (attend_fused.cpp); attend_tiled calls it for TileKernel::Fused.
+void attend_fused(const AttendProblem& p, const BlockPattern& pattern, Workspace& ws,
+                  const TileConfig& cfg);
+double fused_workspace_floats(int64_t max_rows, int64_t dim, int64_t vdim, int64_t block_k);
 
 // The fused tile kernel (attend_fused.cpp); attend_tiled calls it for TileKernel::Fused.
 void attend_fused(const AttendProblem& p, const BlockPattern& pattern, Workspace& ws,

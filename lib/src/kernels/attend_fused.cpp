@@ -216,13 +216,19 @@ double fused_workspace_floats(int64_t max_rows, int64_t dim, int64_t vdim, int64
 
 void attend_fused(const AttendProblem& p, const BlockPattern& pattern, Workspace& ws,
                   const TileConfig& cfg) {
-  const TileGrid grid(p, pattern, cfg);
-  const int64_t bk = grid.bk, max_rows = grid.max_rows, rp_max = fused_rows_padded(max_rows);
+  const int64_t group = pattern.per_head() ? 1 : p.group_size();
+  const int64_t units = p.heads / group;
+  const int64_t bq = std::min(cfg.block_q(group), p.lq);
+  const int64_t bk = std::min(cfg.block_k, std::max<int64_t>(1, p.lk));
+  const int64_t max_rows = bq * group, rp_max = fused_rows_padded(max_rows);
+  const int64_t tiles = (p.lq + bq - 1) / bq;
+  const int64_t items = p.batch * units * tiles;
+  const int nthreads = static_cast<int>(std::min<int64_t>(p.threads, items));
   const int64_t per_thread = int64_t(fused_workspace_floats(max_rows, p.dim, p.vdim, bk));
   Workspace::Scope scope(ws);
-  float* scratch = ws.alloc_floats(per_thread * grid.nthreads);
+  float* scratch = ws.alloc_floats(per_thread * nthreads);
 
-#pragma omp parallel num_threads(grid.nthreads)
+#pragma omp parallel num_threads(nthreads)
   {
     FlushDenormals ftz;
     float* qt = scratch + per_thread * omp_get_thread_num();  // [dim, rp]
@@ -234,10 +240,12 @@ void attend_fused(const AttendProblem& p, const BlockPattern& pattern, Workspace
     float* mask_buf = corr + rp_max;                          // [bk]
     std::vector<KeyBlock> blocks;
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t item = 0; item < grid.items; ++item) {
-      const TileGrid::Tile tile = grid.tile(p, item);
-      const int64_t b = tile.b, i0 = tile.i0, i1 = tile.i1, br = tile.br, rows = tile.rows,
-                    rp = fused_rows_padded(rows), h0 = tile.h0, g = tile.g;
+    for (int64_t item = 0; item < items; ++item) {
+      const int64_t t = tiles - 1 - item % tiles;
+      const int64_t u = (item / tiles) % units, b = item / (tiles * units);
+      const int64_t i0 = t * bq, i1 = std::min(p.lq, i0 + bq), br = i1 - i0;
+      const int64_t rows = br * group, rp = fused_rows_padded(rows), h0 = u * group,
+                    g = h0 / p.group_size();
       // Pack: QT[c][r] = scale·q[r][c]; padding rows are zero (their scores stay 0, never used).
       for (int64_t r = 0; r < rp; ++r) {
         if (r < rows) {
@@ -261,7 +269,15 @@ void attend_fused(const AttendProblem& p, const BlockPattern& pattern, Workspace
         issued += 2.0 * double(rows) * double(n) * double(p.dim + p.vdim);
       }
       blas::add_counted_flops(issued);
-      write_tile_output(p, tile, acc, m, l);
+      for (int64_t r = 0; r < rows; ++r) {
+        const int64_t h = h0 + r / br, i = i0 + r % br;
+        float* dst = p.o.row(b, h, i);
+        const float inv = l[r] > 0 ? 1.0f / l[r] : 0.0f;
+        const float* ar = acc + r * p.vdim;
+        for (int64_t c = 0; c < p.vdim; ++c) dst[c] = ar[c] * inv;
+        if (p.lse)
+          p.lse[(b * p.heads + h) * p.lq + i] = l[r] > 0 ? m[r] + std::log(l[r]) : -INFINITY;
+      }
     }
   }
 }
