@@ -132,10 +132,6 @@ void attend_fused(const AttendProblem& p, const BlockPattern& pattern, Workspace
                   const TileConfig& cfg);
 double fused_workspace_floats(int64_t max_rows, int64_t dim, int64_t vdim, int64_t block_k);
 
-// The fused tile kernel (attend_fused.cpp); attend_tiled calls it for TileKernel::Fused.
-void attend_fused(const AttendProblem& p, const BlockPattern& pattern, Workspace& ws,
-                  const TileConfig& cfg);
-double fused_workspace_floats(int64_t max_rows, int64_t dim, int64_t vdim, int64_t block_k);
 
 // Analytic per-thread workspace of attend_tiled, in bytes.
 // Tiles are clamped to the lengths as the kernels clamp them (lq, lk: the problem's lengths).
