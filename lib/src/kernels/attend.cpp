@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "kernels/blas.hpp"
+#include "kernels/fused_tile.hpp"
 #include "kernels/vexp.hpp"
 #include "kittention/error.hpp"
 
@@ -70,7 +71,7 @@ double tiled_workspace_bytes(int64_t dim, int64_t vdim, int64_t group, const Til
   const int64_t rows = std::min(cfg.block_q(group), std::max<int64_t>(1, lq)) * group;
   const int64_t bk = std::min(cfg.block_k, std::max<int64_t>(1, lk));
   if (cfg.effective_kernel() == TileKernel::Fused)
-    return 4.0 * fused_workspace_floats(rows, dim, vdim, bk);
+    return 4.0 * double(FusedTile::scratch_floats(rows, dim, vdim, bk));
   return 4.0 * double(rows) * double(dim + bk + vdim + 2);
 }
 

@@ -53,6 +53,11 @@ struct KeyBlock {
   bool partial;
 };
 
+// A run of consecutive keys [lo, hi) one query row may see; empty when lo >= hi.
+struct KeyRun {
+  int64_t lo = 0, hi = 0;
+};
+
 // Which (query, key) pairs a mechanism attends, per head.
 class BlockPattern {
  public:
@@ -70,6 +75,9 @@ class BlockPattern {
   virtual void mask_row(int64_t h, int64_t i, int64_t j0, int64_t j1, float* s) const;
   // True when heads differ in their pattern (then GQA query heads are not stacked into one GEMM).
   virtual bool per_head() const { return false; }
+  // Patterns whose allowed keys of a row are at most two runs (run[0] before run[1]) return true
+  // and fill them; the fused kernel then masks a tile with vector compares instead of mask_row.
+  virtual bool row_runs(int64_t, int64_t, KeyRun[2]) const { return false; }
 };
 
 // Every key (causal = false), or keys j <= i + (lk - lq) (causal, bottom-right aligned, §0.2).
@@ -84,6 +92,11 @@ class DensePattern final : public BlockPattern {
   int64_t keys_visited(int64_t h, int64_t i0, int64_t i1, int64_t lk,
                        int64_t block_k) const override;
   void mask_row(int64_t h, int64_t i, int64_t j0, int64_t j1, float* s) const override;
+  bool row_runs(int64_t, int64_t i, KeyRun run[2]) const override {
+    run[0] = {0, causal_ ? i + offset_ + 1 : INT64_MAX};
+    run[1] = {};
+    return true;
+  }
 
  private:
   bool causal_;
@@ -127,11 +140,10 @@ int64_t tiled_visited_pairs(const BlockPattern& pattern, int64_t h, int64_t lq, 
                             int64_t group, const TileConfig& cfg = {});
 int64_t count_allowed_pairs(const BlockPattern& pattern, int64_t h, int64_t lq, int64_t lk);
 
-// The fused tile kernel (attend_fused.cpp); attend_tiled calls it for TileKernel::Fused.
+// The fused tile kernel (attend_fused.cpp, built on FusedTile); attend_tiled calls it for
+// TileKernel::Fused.
 void attend_fused(const AttendProblem& p, const BlockPattern& pattern, Workspace& ws,
                   const TileConfig& cfg);
-double fused_workspace_floats(int64_t max_rows, int64_t dim, int64_t vdim, int64_t block_k);
-
 
 // Analytic per-thread workspace of attend_tiled, in bytes.
 // Tiles are clamped to the lengths as the kernels clamp them (lq, lk: the problem's lengths).

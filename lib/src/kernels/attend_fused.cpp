@@ -1,20 +1,16 @@
-// attend_fused: the tuned tile kernel of attend_tiled (kernel = "fused"), AVX-512, no BLAS.
-// Same work items, pattern handling and results as the BLAS-tiled kernel; what differs is how a
-// tile is computed. Rows of the tile (stacked query rows, padded to 32) are the vector lanes:
-//   pack   QT[c][r] = scale·q[r][c]            (once per tile; K and V are read in place)
-//   pass 1 ST[j][r] = sum_c K[j][c]·QT[c][r]   (microkernel 32 rows x 6 keys, K[j][c] broadcast)
-//   pass 2 online softmax down each column of ST, 16 rows per vector: max, exp, sum, correction
-//   pass 3 A[r][:] = corr[r]·A[r][:] + sum_j ST[j][r]·V[j][:]   (microkernel 6 rows x 64 values)
-// OpenBLAS packs Q, K and P on every call; this kernel packs only Q once per tile, and the softmax
-// runs vertically with no horizontal reductions.
+// The fused AVX-512 tile kernel: FusedTile (fused_tile.hpp: the passes) and attend_fused, the
+// tuned kernel of attend_tiled (kernel = "fused"): same work items, pattern handling and results
+// as the BLAS-tiled kernel; what differs is how a tile is computed. OpenBLAS packs Q, K and P on
+// every call; this kernel packs only Q once per tile, and the softmax runs vertically (rows are
+// the vector lanes) with no horizontal reductions.
 #include <immintrin.h>
 #include <omp.h>
 
 #include <algorithm>
 #include <cmath>
 
-#include "kernels/attend.hpp"
 #include "kernels/blas.hpp"
+#include "kernels/fused_tile.hpp"
 #include "kernels/vexp.hpp"
 
 #define KT_AVX512 __attribute__((target("avx512f,avx512dq,fma")))
@@ -116,70 +112,40 @@ KT_AVX512 void pv_rows(const float* st, int64_t rp, int64_t r0, int64_t n, const
   }
 }
 
-KT_AVX512 void fused_tile_block(const float* qt, int64_t rows, int64_t rp, const float* k,
-                                int64_t k_stride, const float* v, int64_t v_stride, int64_t n,
-                                int64_t dim, int64_t vdim, float* st, float* acc, float* m,
-                                float* l, float* corr, const BlockPattern& pattern, bool partial,
-                                int64_t h0, int64_t br, int64_t i0, int64_t j0,
-                                float* mask_row_buf) {
-  // Pass 1: scores, 6 keys at a time.
+// Pass 1 over n keys: ST[j][0..rp) for j < n, 6 keys per microkernel call.
+KT_AVX512 void scores_block(const float* qt, int64_t rp, const float* k, int64_t k_stride,
+                            int64_t n, int64_t dim, float* st) {
   const float* krow[6];
   int64_t j = 0;
   for (; j + 6 <= n; j += 6) {
     for (int t = 0; t < 6; ++t) krow[t] = k + (j + t) * k_stride;
     for (int64_t r0 = 0; r0 < rp; r0 += 32) scores_32xNJ<6>(qt, rp, krow, dim, st + j * rp, r0);
   }
-  if (j < n) {
-    const int left = int(n - j);
-    for (int t = 0; t < left; ++t) krow[t] = k + (j + t) * k_stride;
-    for (int64_t r0 = 0; r0 < rp; r0 += 32) switch (left) {
-        case 1:
-          scores_32xNJ<1>(qt, rp, krow, dim, st + j * rp, r0);
-          break;
-        case 2:
-          scores_32xNJ<2>(qt, rp, krow, dim, st + j * rp, r0);
-          break;
-        case 3:
-          scores_32xNJ<3>(qt, rp, krow, dim, st + j * rp, r0);
-          break;
-        case 4:
-          scores_32xNJ<4>(qt, rp, krow, dim, st + j * rp, r0);
-          break;
-        default:
-          scores_32xNJ<5>(qt, rp, krow, dim, st + j * rp, r0);
-          break;
-      }
-  }
-  // Mask partially covered blocks (and the padding rows, which must stay finite and inert).
-  if (partial)
-    for (int64_t r = 0; r < rows; ++r) {
-      std::fill(mask_row_buf, mask_row_buf + n, 0.0f);
-      pattern.mask_row(h0 + r / br, i0 + r % br, j0, j0 + n, mask_row_buf);
-      for (int64_t jj = 0; jj < n; ++jj)
-        if (mask_row_buf[jj] == -INFINITY) st[jj * rp + r] = -INFINITY;
+  if (j == n) return;
+  const int left = int(n - j);
+  for (int t = 0; t < left; ++t) krow[t] = k + (j + t) * k_stride;
+  for (int64_t r0 = 0; r0 < rp; r0 += 32) switch (left) {
+      case 1:
+        scores_32xNJ<1>(qt, rp, krow, dim, st + j * rp, r0);
+        break;
+      case 2:
+        scores_32xNJ<2>(qt, rp, krow, dim, st + j * rp, r0);
+        break;
+      case 3:
+        scores_32xNJ<3>(qt, rp, krow, dim, st + j * rp, r0);
+        break;
+      case 4:
+        scores_32xNJ<4>(qt, rp, krow, dim, st + j * rp, r0);
+        break;
+      default:
+        scores_32xNJ<5>(qt, rp, krow, dim, st + j * rp, r0);
+        break;
     }
-  // Pass 2: online softmax down the columns, 16 rows per vector.
-  const __m512 neg_inf = _mm512_set1_ps(-INFINITY);
-  for (int64_t r0 = 0; r0 < rp; r0 += 16) {
-    __m512 mx = neg_inf;
-    for (int64_t jj = 0; jj < n; ++jj) mx = _mm512_max_ps(mx, _mm512_loadu_ps(st + jj * rp + r0));
-    const __m512 m_old = _mm512_loadu_ps(m + r0);
-    const __m512 m_new = _mm512_max_ps(m_old, mx);
-    const __mmask16 valid = _mm512_cmp_ps_mask(m_new, neg_inf, _CMP_NEQ_OQ);
-    const __m512 shift = _mm512_maskz_mov_ps(valid, m_new);
-    const __m512 c =
-        _mm512_mask_blend_ps(valid, _mm512_set1_ps(1.0f), exp16(_mm512_sub_ps(m_old, shift)));
-    __m512 sum = _mm512_setzero_ps();
-    for (int64_t jj = 0; jj < n; ++jj) {
-      const __m512 e = exp16(_mm512_sub_ps(_mm512_loadu_ps(st + jj * rp + r0), shift));
-      _mm512_storeu_ps(st + jj * rp + r0, e);
-      sum = _mm512_add_ps(sum, e);
-    }
-    _mm512_storeu_ps(l + r0, _mm512_fmadd_ps(c, _mm512_loadu_ps(l + r0), sum));
-    _mm512_storeu_ps(m + r0, _mm512_mask_blend_ps(valid, m_old, m_new));
-    _mm512_storeu_ps(corr + r0, c);
-  }
-  // Pass 3: A = corr·A + P·V, 6 rows at a time (only the real rows).
+}
+
+// Pass 3 over the real rows: A = corr·A + P·V, 6 rows at a time.
+KT_AVX512 void pv_block(const float* st, int64_t rp, int64_t rows, int64_t n, const float* v,
+                        int64_t v_stride, int64_t vdim, float* acc, const float* corr) {
   int64_t r = 0;
   for (; r + 6 <= rows; r += 6) pv_rows<6>(st, rp, r, n, v, v_stride, vdim, acc, corr);
   switch (rows - r) {
@@ -203,81 +169,193 @@ KT_AVX512 void fused_tile_block(const float* qt, int64_t rows, int64_t rp, const
   }
 }
 
-}  // namespace
+// Pass 2 for 16 rows [r0, r0 + 16): the online-softmax update down the n columns of ST. runs:
+// the rows' allowed keys [lo0, hi0) ∪ [lo1, hi1) relative to the block (null: all allowed); the
+// keys every row of the group sees, [max lo0, min hi0), skip the compares.
+KT_AVX512 void softmax_columns(float* st, int64_t rp, int64_t r0, int64_t n, const int32_t* runs,
+                               float* m, float* l, float* corr) {
+  const __m512 neg_inf = _mm512_set1_ps(-INFINITY);
+  __m512 mx = neg_inf;
+  int64_t mid_lo = n, mid_hi = n;  // [0, mid_lo) and [mid_hi, n) are masked
+  if (!runs) {
+    mid_lo = 0;
+  } else {
+    const __m512i lo0 = _mm512_loadu_si512(runs + r0), hi0 = _mm512_loadu_si512(runs + rp + r0),
+                  lo1 = _mm512_loadu_si512(runs + 2 * rp + r0),
+                  hi1 = _mm512_loadu_si512(runs + 3 * rp + r0);
+    int32_t a = runs[r0], b = runs[rp + r0];
+    for (int t = 1; t < 16; ++t) a = std::max(a, runs[r0 + t]), b = std::min(b, runs[rp + r0 + t]);
+    if (a < b) mid_lo = a, mid_hi = b;
+    auto masked = [&](int64_t j) {
+      const __m512i jv = _mm512_set1_epi32(int32_t(j));
+      const __mmask16 ok = (_mm512_cmple_epi32_mask(lo0, jv) & _mm512_cmpgt_epi32_mask(hi0, jv)) |
+                           (_mm512_cmple_epi32_mask(lo1, jv) & _mm512_cmpgt_epi32_mask(hi1, jv));
+      const __m512 s = _mm512_mask_blend_ps(ok, neg_inf, _mm512_loadu_ps(st + j * rp + r0));
+      _mm512_storeu_ps(st + j * rp + r0, s);
+      mx = _mm512_max_ps(mx, s);
+    };
+    for (int64_t j = 0; j < mid_lo; ++j) masked(j);
+    for (int64_t j = mid_hi; j < n; ++j) masked(j);
+  }
+  for (int64_t j = mid_lo; j < mid_hi; ++j)
+    mx = _mm512_max_ps(mx, _mm512_loadu_ps(st + j * rp + r0));
+  const __m512 m_old = _mm512_loadu_ps(m + r0);
+  const __m512 m_new = _mm512_max_ps(m_old, mx);
+  const __mmask16 valid = _mm512_cmp_ps_mask(m_new, neg_inf, _CMP_NEQ_OQ);
+  const __m512 shift = _mm512_maskz_mov_ps(valid, m_new);
+  const __m512 c =
+      _mm512_mask_blend_ps(valid, _mm512_set1_ps(1.0f), exp16(_mm512_sub_ps(m_old, shift)));
+  __m512 sum = _mm512_setzero_ps();
+  for (int64_t j = 0; j < n; ++j) {
+    const __m512 e = exp16(_mm512_sub_ps(_mm512_loadu_ps(st + j * rp + r0), shift));
+    _mm512_storeu_ps(st + j * rp + r0, e);
+    sum = _mm512_add_ps(sum, e);
+  }
+  _mm512_storeu_ps(l + r0, _mm512_fmadd_ps(c, _mm512_loadu_ps(l + r0), sum));
+  _mm512_storeu_ps(m + r0, _mm512_mask_blend_ps(valid, m_old, m_new));
+  _mm512_storeu_ps(corr + r0, c);
+}
 
-int64_t fused_rows_padded(int64_t rows) {
+int64_t rows_padded(int64_t rows) {
   return (rows + 31) / 32 * 32;
 }
 
-double fused_workspace_floats(int64_t max_rows, int64_t dim, int64_t vdim, int64_t bk) {
-  const int64_t rp = fused_rows_padded(max_rows);
-  return double(rp * dim + rp * bk + max_rows * vdim + 3 * rp + bk);
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// FusedTile.
+int64_t FusedTile::scratch_floats(int64_t max_rows, int64_t dim, int64_t vdim, int64_t bk) {
+  const int64_t rp = rows_padded(max_rows);
+  return rp * dim + rp * bk + max_rows * vdim + 7 * rp + bk;
 }
 
+FusedTile::FusedTile(float* scratch, int64_t max_rows, int64_t dim, int64_t vdim, int64_t bk)
+    : dim_(dim), vdim_(vdim), bk_(bk), rp_max_(rows_padded(max_rows)) {
+  qt_ = scratch;                                        // [dim, rp]
+  st_ = qt_ + rp_max_ * dim;                            // [bk, rp]
+  acc_ = st_ + rp_max_ * bk;                            // [rows, vdim]
+  m_ = acc_ + max_rows * vdim;                          // [rp]
+  l_ = m_ + rp_max_;                                    // [rp]
+  corr_ = l_ + rp_max_;                                 // [rp]
+  runs_ = reinterpret_cast<int32_t*>(corr_ + rp_max_);  // [4, rp]
+  mask_buf_ = corr_ + 5 * rp_max_;                      // [bk]
+}
+
+void FusedTile::start(const TileRows<const float>& q, int64_t rows, float scale) {
+  rows_ = rows;
+  rp_ = rows_padded(rows);
+  per_head_ = q.per_head;
+  // Padding rows are zero: their scores stay finite and inert, and pass 3 never reads them.
+  for (int64_t r = 0; r < rp_; ++r) {
+    if (r < rows) {
+      const float* src = q.at(r);
+      for (int64_t c = 0; c < dim_; ++c) qt_[c * rp_ + r] = src[c] * scale;
+    } else {
+      for (int64_t c = 0; c < dim_; ++c) qt_[c * rp_ + r] = 0.0f;
+    }
+    m_[r] = -INFINITY;
+    l_[r] = 0;
+  }
+  std::fill(acc_, acc_ + rows * vdim_, 0.0f);
+}
+
+void FusedTile::resume(const TileRows<const float>& o, const TileRows<const float>& lse) {
+  for (int64_t r = 0; r < rows_; ++r) {
+    const float m0 = *lse.at(r);
+    m_[r] = m0;
+    l_[r] = m0 == -INFINITY ? 0.0f : 1.0f;
+    float* a = acc_ + r * vdim_;
+    if (m0 == -INFINITY)
+      std::fill(a, a + vdim_, 0.0f);
+    else
+      std::copy(o.at(r), o.at(r) + vdim_, a);
+  }
+}
+
+KT_AVX512 void FusedTile::block(const float* k, int64_t k_stride, const float* v, int64_t v_stride,
+                                int64_t n, const BlockPattern* mask, int64_t h0, int64_t i0,
+                                int64_t j0) {
+  scores_block(qt_, rp_, k, k_stride, n, dim_, st_);
+  const int32_t* runs = nullptr;
+  if (mask) {
+    KeyRun run[2];
+    if (mask->row_runs(h0, i0, run)) {
+      // Each row's runs relative to the block, clamped to [0, n]; padding rows see everything.
+      auto rel = [&](int64_t j) { return int32_t(std::clamp<int64_t>(j - j0, 0, n)); };
+      for (int64_t r = 0; r < rp_; ++r) {
+        if (r < rows_) {
+          mask->row_runs(h0 + r / per_head_, i0 + r % per_head_, run);
+        } else {
+          run[0] = {j0, j0 + n};
+          run[1] = {};
+        }
+        runs_[r] = rel(run[0].lo);
+        runs_[rp_ + r] = rel(run[0].hi);
+        runs_[2 * rp_ + r] = rel(run[1].lo);
+        runs_[3 * rp_ + r] = rel(run[1].hi);
+      }
+      runs = runs_;
+    } else {  // a general pattern: its mask_row, row by row
+      for (int64_t r = 0; r < rows_; ++r) {
+        std::fill(mask_buf_, mask_buf_ + n, 0.0f);
+        mask->mask_row(h0 + r / per_head_, i0 + r % per_head_, j0, j0 + n, mask_buf_);
+        for (int64_t j = 0; j < n; ++j)
+          if (mask_buf_[j] == -INFINITY) st_[j * rp_ + r] = -INFINITY;
+      }
+    }
+  }
+  for (int64_t r0 = 0; r0 < rp_; r0 += 16) softmax_columns(st_, rp_, r0, n, runs, m_, l_, corr_);
+  pv_block(st_, rp_, rows_, n, v, v_stride, vdim_, acc_, corr_);
+  issued_ += 2.0 * double(rows_) * double(n) * double(dim_ + vdim_);
+}
+
+void FusedTile::finish(const TileRows<float>& o, const TileRows<float>& lse) {
+  for (int64_t r = 0; r < rows_; ++r) {
+    float* dst = o.at(r);
+    const float inv = l_[r] > 0 ? 1.0f / l_[r] : 0.0f;
+    const float* ar = acc_ + r * vdim_;
+    for (int64_t c = 0; c < vdim_; ++c) dst[c] = ar[c] * inv;
+    if (lse.base) *lse.at(r) = l_[r] > 0 ? m_[r] + std::log(l_[r]) : -INFINITY;
+  }
+  blas::add_counted_flops(issued_);
+  issued_ = 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// attend_fused: work items (b, kv head, query tile), one FusedTile per thread.
 void attend_fused(const AttendProblem& p, const BlockPattern& pattern, Workspace& ws,
                   const TileConfig& cfg) {
   const int64_t group = pattern.per_head() ? 1 : p.group_size();
   const int64_t units = p.heads / group;
   const int64_t bq = std::min(cfg.block_q(group), p.lq);
   const int64_t bk = std::min(cfg.block_k, std::max<int64_t>(1, p.lk));
-  const int64_t max_rows = bq * group, rp_max = fused_rows_padded(max_rows);
+  const int64_t max_rows = bq * group;
   const int64_t tiles = (p.lq + bq - 1) / bq;
   const int64_t items = p.batch * units * tiles;
   const int nthreads = static_cast<int>(std::min<int64_t>(p.threads, items));
-  const int64_t per_thread = int64_t(fused_workspace_floats(max_rows, p.dim, p.vdim, bk));
+  const int64_t per_thread = FusedTile::scratch_floats(max_rows, p.dim, p.vdim, bk);
   Workspace::Scope scope(ws);
   float* scratch = ws.alloc_floats(per_thread * nthreads);
 
 #pragma omp parallel num_threads(nthreads)
   {
     FlushDenormals ftz;
-    float* qt = scratch + per_thread * omp_get_thread_num();  // [dim, rp]
-    float* st = qt + rp_max * p.dim;                          // [bk, rp]
-    float* acc = st + rp_max * bk;                            // [rows, vdim]
-    float* m = acc + max_rows * p.vdim;                       // [rp]
-    float* l = m + rp_max;                                    // [rp]
-    float* corr = l + rp_max;                                 // [rp]
-    float* mask_buf = corr + rp_max;                          // [bk]
+    FusedTile tile(scratch + per_thread * omp_get_thread_num(), max_rows, p.dim, p.vdim, bk);
     std::vector<KeyBlock> blocks;
 #pragma omp for schedule(dynamic, 1)
     for (int64_t item = 0; item < items; ++item) {
       const int64_t t = tiles - 1 - item % tiles;
       const int64_t u = (item / tiles) % units, b = item / (tiles * units);
       const int64_t i0 = t * bq, i1 = std::min(p.lq, i0 + bq), br = i1 - i0;
-      const int64_t rows = br * group, rp = fused_rows_padded(rows), h0 = u * group,
-                    g = h0 / p.group_size();
-      // Pack: QT[c][r] = scale·q[r][c]; padding rows are zero (their scores stay 0, never used).
-      for (int64_t r = 0; r < rp; ++r) {
-        if (r < rows) {
-          const float* src = p.q.row(b, h0 + r / br, i0 + r % br);
-          for (int64_t c = 0; c < p.dim; ++c) qt[c * rp + r] = src[c] * p.scale;
-        } else {
-          for (int64_t c = 0; c < p.dim; ++c) qt[c * rp + r] = 0.0f;
-        }
-        m[r] = -INFINITY;
-        l[r] = 0;
-      }
-      std::fill(acc, acc + rows * p.vdim, 0.0f);
+      const int64_t h0 = u * group, g = h0 / p.group_size();
+      tile.start({p.q.row(b, h0, i0), p.q.row_stride, p.q.head_stride, br}, br * group, p.scale);
       blocks.clear();
       pattern.key_blocks(h0, i0, i1, p.lk, bk, blocks);
-      double issued = 0;
-      for (const KeyBlock& kb : blocks) {
-        const int64_t n = kb.j1 - kb.j0;
-        fused_tile_block(qt, rows, rp, p.k.row(b, g, kb.j0), p.k.row_stride, p.v.row(b, g, kb.j0),
-                         p.v.row_stride, n, p.dim, p.vdim, st, acc, m, l, corr, pattern, kb.partial,
-                         h0, br, i0, kb.j0, mask_buf);
-        issued += 2.0 * double(rows) * double(n) * double(p.dim + p.vdim);
-      }
-      blas::add_counted_flops(issued);
-      for (int64_t r = 0; r < rows; ++r) {
-        const int64_t h = h0 + r / br, i = i0 + r % br;
-        float* dst = p.o.row(b, h, i);
-        const float inv = l[r] > 0 ? 1.0f / l[r] : 0.0f;
-        const float* ar = acc + r * p.vdim;
-        for (int64_t c = 0; c < p.vdim; ++c) dst[c] = ar[c] * inv;
-        if (p.lse)
-          p.lse[(b * p.heads + h) * p.lq + i] = l[r] > 0 ? m[r] + std::log(l[r]) : -INFINITY;
-      }
+      for (const KeyBlock& kb : blocks)
+        tile.block(p.k.row(b, g, kb.j0), p.k.row_stride, p.v.row(b, g, kb.j0), p.v.row_stride,
+                   kb.j1 - kb.j0, kb.partial ? &pattern : nullptr, h0, i0, kb.j0);
+      float* lse = p.lse ? p.lse + (b * p.heads + h0) * p.lq + i0 : nullptr;
+      tile.finish({p.o.row(b, h0, i0), p.o.row_stride, p.o.head_stride, br}, {lse, 1, p.lq, br});
     }
   }
 }

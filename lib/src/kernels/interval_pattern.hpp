@@ -11,10 +11,6 @@
 
 namespace kt {
 
-struct KeyRun {
-  int64_t lo = 0, hi = 0;  // keys [lo, hi); empty when lo >= hi
-};
-
 class IntervalPattern : public BlockPattern {
  public:
   // Fills the two runs of query i of head h. Requirements: the two runs of one row are disjoint,
@@ -26,6 +22,10 @@ class IntervalPattern : public BlockPattern {
   void key_blocks(int64_t h, int64_t i0, int64_t i1, int64_t lk, int64_t block_k,
                   std::vector<KeyBlock>& out) const override;
   void mask_row(int64_t h, int64_t i, int64_t j0, int64_t j1, float* s) const override;
+  bool row_runs(int64_t h, int64_t i, KeyRun run[2]) const override {
+    runs(h, i, run);
+    return true;
+  }
   // Allowed keys of one row (exact, from the runs).
   int64_t row_count(int64_t h, int64_t i) const;
   // Allowed pairs of head h over lq rows: sum of row_count, O(lq).
