@@ -6,7 +6,7 @@
 #include <cmath>
 
 #include "kernels/blas.hpp"
-#include "kernels/fused_tile.hpp"
+#include "kernels/tile.hpp"
 #include "kernels/vexp.hpp"
 #include "kittention/error.hpp"
 
@@ -72,7 +72,7 @@ double tiled_workspace_bytes(int64_t dim, int64_t vdim, int64_t group, const Til
   const int64_t bk = std::min(cfg.block_k, std::max<int64_t>(1, lk));
   if (cfg.effective_kernel() == TileKernel::Fused)
     return 4.0 * double(FusedTile::scratch_floats(rows, dim, vdim, bk));
-  return 4.0 * double(rows) * double(dim + bk + vdim + 2);
+  return 4.0 * double(BlasTile::scratch_floats(rows, dim, vdim, bk));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -122,13 +122,13 @@ void attend_reference(const AttendProblem& p, const BlockPattern& pattern, Works
 }
 
 // ---------------------------------------------------------------------------------------------
-// Tiled online softmax.
-void attend_tiled(const AttendProblem& p, const BlockPattern& pattern, Workspace& ws,
-                  const TileConfig& cfg) {
-  check_problem(p);
-  KT_ASSERT(cfg.block_rows >= 1 && cfg.block_k >= 1, "bad tile config");
-  if (p.lq == 0) return;
-  if (cfg.effective_kernel() == TileKernel::Fused) return attend_fused(p, pattern, ws, cfg);
+// Tiled online softmax: work items (b, kv head, query tile), largest (latest) tiles first (with a
+// causal pattern they carry the most work); one tile kernel state per thread.
+namespace {
+
+template <class Tile>
+void run_tiles(const AttendProblem& p, const BlockPattern& pattern, Workspace& ws,
+               const TileConfig& cfg) {
   // Stack the query heads of a group when they share a pattern; otherwise one head per item.
   const int64_t group = pattern.per_head() ? 1 : p.group_size();
   const int64_t units = p.heads / group;  // kv heads, or query heads when not stacked
@@ -138,72 +138,46 @@ void attend_tiled(const AttendProblem& p, const BlockPattern& pattern, Workspace
   const int64_t tiles = (p.lq + bq - 1) / bq;
   const int64_t items = p.batch * units * tiles;
   const int nthreads = static_cast<int>(std::min<int64_t>(p.threads, items));
-
+  const int64_t per_thread = Tile::scratch_floats(max_rows, p.dim, p.vdim, bk);
   Workspace::Scope scope(ws);
-  const int64_t per_thread = max_rows * (p.dim + bk + p.vdim + 2);
   float* scratch = ws.alloc_floats(per_thread * nthreads);
   blas::ThreadsScope blas_single(1);
 
 #pragma omp parallel num_threads(nthreads)
   {
     FlushDenormals ftz;
-    float* base = scratch + per_thread * omp_get_thread_num();
-    float* qt = base;                    // [rows, dim]   scaled queries of the tile
-    float* s = qt + max_rows * p.dim;    // [rows, bk]    scores, then probabilities
-    float* acc = s + max_rows * bk;      // [rows, vdim]  un-normalised output
-    float* m = acc + max_rows * p.vdim;  // [rows]        running max
-    float* l = m + max_rows;             // [rows]        running sum
+    Tile tile(scratch + per_thread * omp_get_thread_num(), max_rows, p.dim, p.vdim, bk);
     std::vector<KeyBlock> blocks;
-
-    // Largest (latest) query tiles first: with a causal pattern they carry the most work.
 #pragma omp for schedule(dynamic, 1)
     for (int64_t item = 0; item < items; ++item) {
       const int64_t t = tiles - 1 - item % tiles;
       const int64_t u = (item / tiles) % units, b = item / (tiles * units);
       const int64_t i0 = t * bq, i1 = std::min(p.lq, i0 + bq), br = i1 - i0;
-      const int64_t rows = br * group, h0 = u * group, g = h0 / p.group_size();
+      const int64_t h0 = u * group, g = h0 / p.group_size();
       // Stacked row r is query i0 + r % br of head h0 + r / br.
-      for (int64_t r = 0; r < rows; ++r) {
-        const float* src = p.q.row(b, h0 + r / br, i0 + r % br);
-        float* dst = qt + r * p.dim;
-        for (int64_t c = 0; c < p.dim; ++c) dst[c] = src[c] * p.scale;
-        m[r] = -INFINITY;
-        l[r] = 0;
-      }
-      std::fill(acc, acc + rows * p.vdim, 0.0f);
+      tile.start({p.q.row(b, h0, i0), p.q.row_stride, p.q.head_stride, br}, br * group, p.scale);
       blocks.clear();
       pattern.key_blocks(h0, i0, i1, p.lk, bk, blocks);
-      for (const KeyBlock& kb : blocks) {
-        const int64_t n = kb.j1 - kb.j0;
-        blas::gemm(false, true, rows, n, p.dim, 1.0f, qt, p.dim, p.k.row(b, g, kb.j0),
-                   p.k.row_stride, 0.0f, s, bk);
-        for (int64_t r = 0; r < rows; ++r) {
-          float* sr = s + r * bk;
-          if (kb.partial) pattern.mask_row(h0 + r / br, i0 + r % br, kb.j0, kb.j1, sr);
-          const float m_new = std::max(m[r], row_max(sr, n));
-          if (m_new == -INFINITY) {  // nothing allowed yet in this row: contribute zeros
-            std::fill(sr, sr + n, 0.0f);
-            continue;
-          }
-          const float c = exp_approx(m[r] - m_new);  // 0 when m[r] = -inf
-          l[r] = c * l[r] + exp_shift_sum(sr, n, m_new);
-          if (c != 1.0f) scale_row(acc + r * p.vdim, p.vdim, c);
-          m[r] = m_new;
-        }
-        blas::gemm(false, false, rows, p.vdim, n, 1.0f, s, bk, p.v.row(b, g, kb.j0), p.v.row_stride,
-                   1.0f, acc, p.vdim);
-      }
-      for (int64_t r = 0; r < rows; ++r) {
-        const int64_t h = h0 + r / br, i = i0 + r % br;
-        float* dst = p.o.row(b, h, i);
-        const float inv = l[r] > 0 ? 1.0f / l[r] : 0.0f;
-        const float* ar = acc + r * p.vdim;
-        for (int64_t c = 0; c < p.vdim; ++c) dst[c] = ar[c] * inv;
-        if (p.lse)
-          p.lse[(b * p.heads + h) * p.lq + i] = l[r] > 0 ? m[r] + std::log(l[r]) : -INFINITY;
-      }
+      for (const KeyBlock& kb : blocks)
+        tile.block(p.k.row(b, g, kb.j0), p.k.row_stride, p.v.row(b, g, kb.j0), p.v.row_stride,
+                   kb.j1 - kb.j0, kb.partial ? &pattern : nullptr, h0, i0, kb.j0);
+      float* lse = p.lse ? p.lse + (b * p.heads + h0) * p.lq + i0 : nullptr;
+      tile.finish({p.o.row(b, h0, i0), p.o.row_stride, p.o.head_stride, br}, {lse, 1, p.lq, br});
     }
   }
+}
+
+}  // namespace
+
+void attend_tiled(const AttendProblem& p, const BlockPattern& pattern, Workspace& ws,
+                  const TileConfig& cfg) {
+  check_problem(p);
+  KT_ASSERT(cfg.block_rows >= 1 && cfg.block_k >= 1, "bad tile config");
+  if (p.lq == 0) return;
+  if (cfg.effective_kernel() == TileKernel::Fused)
+    run_tiles<FusedTile>(p, pattern, ws, cfg);
+  else
+    run_tiles<BlasTile>(p, pattern, ws, cfg);
 }
 
 int64_t tiled_visited_pairs(const BlockPattern& pattern, int64_t h, int64_t lq, int64_t lk,

@@ -104,7 +104,7 @@ class DensePattern final : public BlockPattern {
 };
 
 // How a tile is computed: "blas" (two cblas_sgemm calls and a row-wise softmax pass) or "fused"
-// (attend_fused.cpp: AVX-512 microkernels, Q packed once per tile, K/V read in place; needs
+// (tile.hpp, FusedTile: AVX-512 microkernels, Q packed once per tile, K/V read in place; needs
 // AVX-512F/DQ at run time, otherwise "blas" is used).
 enum class TileKernel { Blas, Fused };
 
@@ -125,12 +125,9 @@ void attend_reference(const AttendProblem& p, const BlockPattern& pattern, Works
 // Tiled online softmax (FlashAttention-2 loop order, mechanisms-softmax.md §7f). Work items are
 // (b, kv head, query tile), spread over p.threads OpenMP threads with BLAS single-threaded inside.
 // The query heads of a GQA group are stacked into one tile (one GEMM against the shared K/V
-// block) unless the pattern is per-head. Per tile:
-//   pass 1  S = (scale·Q_tile) · K_blockᵀ                         (sgemm, rows x bk x d)
-//   pass 2  mask partial blocks; m' = max(m, rowmax S); c = exp(m - m'); P = exp(S - m');
-//           l = c·l + rowsum P; A = c·A                            (one fused pass per row)
-//   pass 3  A += P · V_block                                        (sgemm, rows x dv x bk)
-// then O = A / l. Workspace per thread: rows·(d + bk + dv + 2) floats, independent of L.
+// block) unless the pattern is per-head. Each tile runs the passes of tile.hpp (S = Q·K_blockᵀ,
+// mask, online softmax, A = c·A + P·V_block per key block; O = A / l) with the kernel cfg names
+// (BlasTile or FusedTile). Workspace per thread: one tile's scratch, independent of L.
 void attend_tiled(const AttendProblem& p, const BlockPattern& pattern, Workspace& ws,
                   const TileConfig& cfg = {});
 
@@ -139,11 +136,6 @@ void attend_tiled(const AttendProblem& p, const BlockPattern& pattern, Workspace
 int64_t tiled_visited_pairs(const BlockPattern& pattern, int64_t h, int64_t lq, int64_t lk,
                             int64_t group, const TileConfig& cfg = {});
 int64_t count_allowed_pairs(const BlockPattern& pattern, int64_t h, int64_t lq, int64_t lk);
-
-// The fused tile kernel (attend_fused.cpp, built on FusedTile); attend_tiled calls it for
-// TileKernel::Fused.
-void attend_fused(const AttendProblem& p, const BlockPattern& pattern, Workspace& ws,
-                  const TileConfig& cfg);
 
 // Analytic per-thread workspace of attend_tiled, in bytes.
 // Tiles are clamped to the lengths as the kernels clamp them (lq, lk: the problem's lengths).

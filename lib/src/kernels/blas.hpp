@@ -15,9 +15,9 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
 void count_flops(bool enabled);
 double counted_flops();
 void reset_counted_flops();
-// For kernels that do their matrix work without BLAS (attend_fused): adds to the same counter.
+// For kernels that do their matrix work without BLAS (FusedTile): adds to the same counter.
 void add_counted_flops(double flops);
-// For kernels that do their matrix work without BLAS (attend_fused): adds to the same counter.
+// For kernels that do their matrix work without BLAS (FusedTile): adds to the same counter.
 void add_counted_flops(double flops);
 
 // OpenBLAS' own thread count. Inside OpenMP regions kernels run BLAS with one thread.

@@ -1,16 +1,14 @@
-// The fused AVX-512 tile kernel: FusedTile (fused_tile.hpp: the passes) and attend_fused, the
-// tuned kernel of attend_tiled (kernel = "fused"): same work items, pattern handling and results
-// as the BLAS-tiled kernel; what differs is how a tile is computed. OpenBLAS packs Q, K and P on
-// every call; this kernel packs only Q once per tile, and the softmax runs vertically (rows are
-// the vector lanes) with no horizontal reductions.
+// FusedTile (tile.hpp): the tuned AVX-512 tile kernel (kernel = "fused"). OpenBLAS packs Q, K
+// and P on every call; this kernel packs only Q, once per tile (QT[c][r] = scale·q[r][c]), reads
+// K and V in place, and runs the softmax down the columns of ST[j][r] (rows are the vector lanes)
+// with no horizontal reductions.
 #include <immintrin.h>
-#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
 
 #include "kernels/blas.hpp"
-#include "kernels/fused_tile.hpp"
+#include "kernels/tile.hpp"
 #include "kernels/vexp.hpp"
 
 #define KT_AVX512 __attribute__((target("avx512f,avx512dq,fma")))
@@ -230,7 +228,8 @@ int64_t FusedTile::scratch_floats(int64_t max_rows, int64_t dim, int64_t vdim, i
 }
 
 FusedTile::FusedTile(float* scratch, int64_t max_rows, int64_t dim, int64_t vdim, int64_t bk)
-    : dim_(dim), vdim_(vdim), bk_(bk), rp_max_(rows_padded(max_rows)) {
+    : dim_(dim), bk_(bk), rp_max_(rows_padded(max_rows)) {
+  vdim_ = vdim;
   qt_ = scratch;                                        // [dim, rp]
   st_ = qt_ + rp_max_ * dim;                            // [bk, rp]
   acc_ = st_ + rp_max_ * bk;                            // [rows, vdim]
@@ -242,7 +241,7 @@ FusedTile::FusedTile(float* scratch, int64_t max_rows, int64_t dim, int64_t vdim
 }
 
 void FusedTile::start(const TileRows<const float>& q, int64_t rows, float scale) {
-  rows_ = rows;
+  reset(rows);
   rp_ = rows_padded(rows);
   per_head_ = q.per_head;
   // Padding rows are zero: their scores stay finite and inert, and pass 3 never reads them.
@@ -252,23 +251,9 @@ void FusedTile::start(const TileRows<const float>& q, int64_t rows, float scale)
       for (int64_t c = 0; c < dim_; ++c) qt_[c * rp_ + r] = src[c] * scale;
     } else {
       for (int64_t c = 0; c < dim_; ++c) qt_[c * rp_ + r] = 0.0f;
+      m_[r] = -INFINITY;
+      l_[r] = 0;
     }
-    m_[r] = -INFINITY;
-    l_[r] = 0;
-  }
-  std::fill(acc_, acc_ + rows * vdim_, 0.0f);
-}
-
-void FusedTile::resume(const TileRows<const float>& o, const TileRows<const float>& lse) {
-  for (int64_t r = 0; r < rows_; ++r) {
-    const float m0 = *lse.at(r);
-    m_[r] = m0;
-    l_[r] = m0 == -INFINITY ? 0.0f : 1.0f;
-    float* a = acc_ + r * vdim_;
-    if (m0 == -INFINITY)
-      std::fill(a, a + vdim_, 0.0f);
-    else
-      std::copy(o.at(r), o.at(r) + vdim_, a);
   }
 }
 
@@ -310,54 +295,9 @@ KT_AVX512 void FusedTile::block(const float* k, int64_t k_stride, const float* v
 }
 
 void FusedTile::finish(const TileRows<float>& o, const TileRows<float>& lse) {
-  for (int64_t r = 0; r < rows_; ++r) {
-    float* dst = o.at(r);
-    const float inv = l_[r] > 0 ? 1.0f / l_[r] : 0.0f;
-    const float* ar = acc_ + r * vdim_;
-    for (int64_t c = 0; c < vdim_; ++c) dst[c] = ar[c] * inv;
-    if (lse.base) *lse.at(r) = l_[r] > 0 ? m_[r] + std::log(l_[r]) : -INFINITY;
-  }
+  write(o, lse);
   blas::add_counted_flops(issued_);
   issued_ = 0;
-}
-
-// ---------------------------------------------------------------------------------------------
-// attend_fused: work items (b, kv head, query tile), one FusedTile per thread.
-void attend_fused(const AttendProblem& p, const BlockPattern& pattern, Workspace& ws,
-                  const TileConfig& cfg) {
-  const int64_t group = pattern.per_head() ? 1 : p.group_size();
-  const int64_t units = p.heads / group;
-  const int64_t bq = std::min(cfg.block_q(group), p.lq);
-  const int64_t bk = std::min(cfg.block_k, std::max<int64_t>(1, p.lk));
-  const int64_t max_rows = bq * group;
-  const int64_t tiles = (p.lq + bq - 1) / bq;
-  const int64_t items = p.batch * units * tiles;
-  const int nthreads = static_cast<int>(std::min<int64_t>(p.threads, items));
-  const int64_t per_thread = FusedTile::scratch_floats(max_rows, p.dim, p.vdim, bk);
-  Workspace::Scope scope(ws);
-  float* scratch = ws.alloc_floats(per_thread * nthreads);
-
-#pragma omp parallel num_threads(nthreads)
-  {
-    FlushDenormals ftz;
-    FusedTile tile(scratch + per_thread * omp_get_thread_num(), max_rows, p.dim, p.vdim, bk);
-    std::vector<KeyBlock> blocks;
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t item = 0; item < items; ++item) {
-      const int64_t t = tiles - 1 - item % tiles;
-      const int64_t u = (item / tiles) % units, b = item / (tiles * units);
-      const int64_t i0 = t * bq, i1 = std::min(p.lq, i0 + bq), br = i1 - i0;
-      const int64_t h0 = u * group, g = h0 / p.group_size();
-      tile.start({p.q.row(b, h0, i0), p.q.row_stride, p.q.head_stride, br}, br * group, p.scale);
-      blocks.clear();
-      pattern.key_blocks(h0, i0, i1, p.lk, bk, blocks);
-      for (const KeyBlock& kb : blocks)
-        tile.block(p.k.row(b, g, kb.j0), p.k.row_stride, p.v.row(b, g, kb.j0), p.v.row_stride,
-                   kb.j1 - kb.j0, kb.partial ? &pattern : nullptr, h0, i0, kb.j0);
-      float* lse = p.lse ? p.lse + (b * p.heads + h0) * p.lq + i0 : nullptr;
-      tile.finish({p.o.row(b, h0, i0), p.o.row_stride, p.o.head_stride, br}, {lse, 1, p.lq, br});
-    }
-  }
 }
 
 }  // namespace kt
