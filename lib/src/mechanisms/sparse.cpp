@@ -42,6 +42,7 @@
 
 #include "kernels/blas.hpp"
 #include "kernels/interval_pattern.hpp"
+#include "kernels/tile.hpp"
 #include "kernels/vexp.hpp"
 #include "mechanisms/common.hpp"
 #include "mechanisms/mechanisms.hpp"
@@ -76,8 +77,7 @@ Geometry geometry(const Params& p) {
   g.merged = p.s("combine") == "merged";
   g.scale = static_cast<float>(p.f("scale"));
   g.threads = static_cast<int>(p.i("threads"));
-  g.band.block_rows = p.i("block_rows");  // the driver always issues blas tiles
-  g.band.block_k = p.i("block_k");
+  g.band = tile_config(p);
   return g;
 }
 
@@ -193,10 +193,9 @@ class SummaryPattern final : public IntervalPattern {
   bool causal_, merged_;
 };
 
-const TileConfig kClassTiles{16, 512};     // residue classes are short (≈ L/l rows)
+const TileConfig kClassTiles{32, 512};     // residue classes are short (≈ L/l rows)
 const TileConfig kSummaryTiles{128, 512};  // every query against a prefix of nS summaries
 
-// ---- The fast-path driver: one OpenMP region per forward, every stage's tiles in it. ----
 // Tile extents of one stage: query rows per tile (attend_tiled's block_q(1)) and keys per block.
 struct Tile {
   int64_t rows, keys;
@@ -216,117 +215,32 @@ struct SliceSet {
   }
 };
 
-// Per-thread scratch of the driver (floats): tile buffers for `rows` x `keys` tiles and, for the
-// strided pattern, one residue class gathered ([nmax, d] q and k, [nmax, dv] v).
-struct Scratch {
-  int64_t rows = 0, keys = 0, gather_rows = 0;
-  int64_t floats(const Geometry& g) const {
-    return rows * (keys + g.dv + 2) + gather_rows * (2 * g.d + g.dv);
-  }
-};
-
-struct ThreadBuffers {
-  float *s, *acc, *m, *l, *qc, *kc, *vc;
-  ThreadBuffers(const Geometry& g, const Scratch& sc, float* base) {
-    s = base;
-    acc = s + sc.rows * sc.keys;
-    m = acc + sc.rows * g.dv;
-    l = m + sc.rows;
-    qc = l + sc.rows;
-    kc = qc + sc.gather_rows * g.d;
-    vc = kc + sc.gather_rows * g.d;
-  }
-};
-
-// Online softmax (attend_tiled's loop) of the query rows [i0, i1) of one sequence against the key
-// blocks the pattern gives (one sgemm pair per block). Row i of the sequence: q + i·rq (already
-// scaled when q_scaled, else scaled by the sgemm's alpha), o + i·ro, lse[i·rl]; keys k + j·rk,
-// v + j·rv.
-// init: start from the normalised partial result in (o, lse) of a disjoint key set (the merge of
-// §0.3 done in place: m = lse, l = 1, acc = o), else from the empty state.
+// One sequence a stage attends within: query row i at q + i·rq, keys k + j·rk, values v + j·rv,
+// outputs o + i·ro and lse[i·rl] (a slice's positions, or one residue class: rows l apart).
 struct RowSeq {
   const float *q, *k, *v;
   int64_t rq, rk, rv;
-  bool q_scaled;
   float* o;
   float* lse;
   int64_t ro, rl;
 };
 
-void tile_rows(const Geometry& g, const IntervalPattern& pat, int64_t h, int64_t i0, int64_t i1,
-               int64_t lk, int64_t bk, const RowSeq& x, bool init, ThreadBuffers& tb,
-               std::vector<KeyBlock>& blocks) {
-  const int64_t rows = i1 - i0, d = g.d, dv = g.dv;
-  // The scale is the sgemm's alpha (queries read in place) unless q is already scaled.
-  const float* qa = x.q + i0 * x.rq;
-  const float alpha = x.q_scaled ? 1.0f : g.scale;
-  // Without an initial state the first block writes acc (beta = 0): no zero fill.
-  if (init)
-    for (int64_t r = 0; r < rows; ++r) {
-      const float m0 = x.lse[(i0 + r) * x.rl];
-      tb.m[r] = m0;
-      tb.l[r] = m0 == -INFINITY ? 0.0f : 1.0f;
-      if (m0 == -INFINITY)
-        std::fill_n(tb.acc + r * dv, dv, 0.0f);
-      else
-        std::copy_n(x.o + (i0 + r) * x.ro, dv, tb.acc + r * dv);
-    }
-  else
-    std::fill_n(tb.m, rows, -INFINITY), std::fill_n(tb.l, rows, 0.0f);
+// The query rows [i0, i1) of one sequence through a tile kernel (tile.hpp) against the key blocks
+// the pattern gives (h: the pattern's head argument). resume: start from the normalised partial
+// result already in (o, lse) of a disjoint key set (merged mode), else from the empty state.
+template <class TileKernel>
+void attend_rows(TileKernel& tile, const Geometry& g, const IntervalPattern& pat, int64_t h,
+                 int64_t i0, int64_t i1, int64_t lk, int64_t bk, const RowSeq& x, bool resume,
+                 std::vector<KeyBlock>& blocks) {
+  const int64_t rows = i1 - i0;
+  tile.start({x.q + i0 * x.rq, x.rq, 0, rows}, rows, g.scale);
+  if (resume) tile.resume({x.o + i0 * x.ro, x.ro, 0, rows}, {x.lse + i0 * x.rl, x.rl, 0, rows});
   blocks.clear();
   pat.key_blocks(h, i0, i1, lk, bk, blocks);
-  bool fresh = !init;  // acc not written yet
-  for (const KeyBlock& kb : blocks) {
-    const int64_t n = kb.j1 - kb.j0;
-    blas::gemm(false, true, rows, n, d, alpha, qa, x.rq, x.k + kb.j0 * x.rk, x.rk, 0.0f, tb.s, bk);
-    for (int64_t r = 0; r < rows; ++r) {
-      float* sr = tb.s + r * bk;
-      // Allowed keys of the row inside the block: [lo0, hi0) and [lo1, hi1) (relative to j0).
-      int64_t lo0 = 0, hi0 = n, lo1 = 0, hi1 = 0;
-      if (kb.partial) {
-        KeyRun run[2];
-        pat.runs(h, i0 + r, run);
-        auto rel = [&](int64_t j) { return std::clamp<int64_t>(j - kb.j0, 0, n); };
-        lo0 = rel(run[0].lo), hi0 = rel(run[0].hi), lo1 = rel(run[1].lo), hi1 = rel(run[1].hi);
-      }
-      float mb = -INFINITY;
-#pragma omp simd reduction(max : mb)
-      for (int64_t j = 0; j < n; ++j) {
-        const bool ok = (j >= lo0 && j < hi0) || (j >= lo1 && j < hi1);
-        const float val = ok ? sr[j] : -INFINITY;
-        mb = val > mb ? val : mb;
-      }
-      const float m_new = std::max(tb.m[r], mb);
-      if (m_new == -INFINITY) {  // nothing allowed yet in this row: contribute zeros
-        std::fill(sr, sr + n, 0.0f);
-        continue;
-      }
-      float sum = 0;
-#pragma omp simd reduction(+ : sum)
-      for (int64_t j = 0; j < n; ++j) {
-        const bool ok = (j >= lo0 && j < hi0) || (j >= lo1 && j < hi1);
-        const float e = ok ? exp_approx(sr[j] - m_new) : 0.0f;
-        sr[j] = e;
-        sum += e;
-      }
-      const float c = exp_approx(tb.m[r] - m_new);  // 0 when m = -inf
-      tb.l[r] = c * tb.l[r] + sum;
-      if (c != 1.0f && !fresh) scale_row(tb.acc + r * dv, dv, c);
-      tb.m[r] = m_new;
-    }
-    blas::gemm(false, false, rows, dv, n, 1.0f, tb.s, bk, x.v + kb.j0 * x.rv, x.rv,
-               fresh ? 0.0f : 1.0f, tb.acc, dv);
-    fresh = false;
-  }
-  if (fresh) std::fill_n(tb.acc, rows * dv, 0.0f);  // no key block at all
-  for (int64_t r = 0; r < rows; ++r) {
-    float* dst = x.o + (i0 + r) * x.ro;
-    const float inv = tb.l[r] > 0 ? 1.0f / tb.l[r] : 0.0f;
-    const float* ar = tb.acc + r * dv;
-#pragma omp simd
-    for (int64_t c = 0; c < dv; ++c) dst[c] = ar[c] * inv;
-    x.lse[(i0 + r) * x.rl] = tb.l[r] > 0 ? tb.m[r] + std::log(tb.l[r]) : -INFINITY;
-  }
+  for (const KeyBlock& kb : blocks)
+    tile.block(x.k + kb.j0 * x.rk, x.rk, x.v + kb.j0 * x.rv, x.rv, kb.j1 - kb.j0,
+               kb.partial ? &pat : nullptr, h, i0, kb.j0);
+  tile.finish({x.o + i0 * x.ro, x.ro, 0, rows}, {x.lse + i0 * x.rl, x.rl, 0, rows});
 }
 
 // Rows of the summary positions of slice `src` gathered into [nS, dim].
@@ -343,8 +257,17 @@ struct FastModel {
   double exact_pairs = 0;    // allowed pairs, all slices
   double visited_pairs = 0;  // pairs the tiles compute, all slices
   double workspace = 0;      // bytes
-  Scratch scratch;           // per-thread driver scratch
+  Tile tile{0, 0};           // largest tile of any stage (rows, keys): sizes the kernel scratch
   int64_t summary_slices = 0;
+  int64_t gather_rows = 0;  // strided: one residue class's k and v rows, gathered contiguous
+  int64_t tile_floats(const Geometry& g) const {  // the tile kernel's scratch
+    return g.band.effective_kernel() == TileKernel::Fused
+               ? FusedTile::scratch_floats(tile.rows, g.d, g.dv, tile.keys)
+               : BlasTile::scratch_floats(tile.rows, g.d, g.dv, tile.keys);
+  }
+  int64_t per_thread_floats(const Geometry& g) const {
+    return tile_floats(g) + gather_rows * (g.d + g.dv);
+  }
 };
 
 double pad64(double floats) {
@@ -354,9 +277,10 @@ double pad64(double floats) {
 FastModel fast_model(const Geometry& g) {
   FastModel f;
   const double a1_heads = g.merged ? g.H : (g.H + 1) / 2, a2_heads = g.merged ? g.H : g.H / 2;
-  const Tile band = tile_of(g.band, g.L, g.L);
-  f.scratch.rows = band.rows;
-  f.scratch.keys = band.keys;
+  f.tile = tile_of(g.band, g.L, g.L);
+  auto widen = [&](const Tile& t) {
+    f.tile = {std::max(f.tile.rows, t.rows), std::max(f.tile.keys, t.keys)};
+  };
   if (g.strided) {
     BandPattern bp(g.l, g.L, g.causal);
     f.exact_pairs += a1_heads * g.B * double(bp.pair_count(0, g.L));
@@ -370,10 +294,8 @@ FastModel fast_model(const Geometry& g) {
           a2_heads * g.B * double(tiled_visited_pairs(cls, r, len, len, 1, kClassTiles));
     }
     if (a2_heads > 0) {
-      const Tile ct = tile_of(kClassTiles, nmax, nmax);
-      f.scratch.rows = std::max(f.scratch.rows, ct.rows);
-      f.scratch.keys = std::max(f.scratch.keys, ct.keys);
-      f.scratch.gather_rows = nmax;
+      widen(tile_of(kClassTiles, nmax, nmax));
+      f.gather_rows = nmax;
     }
   } else {
     FixedBlockPattern blk(g.l, g.L, g.causal);
@@ -386,14 +308,12 @@ FastModel fast_model(const Geometry& g) {
         a2_heads * g.B * double(tiled_visited_pairs(sum, 0, g.L, ns, 1, kSummaryTiles));
     if (a2_heads > 0 && ns > 0) {
       f.summary_slices = int64_t(a2_heads) * g.B;
-      const Tile st = tile_of(kSummaryTiles, g.L, ns);
-      f.scratch.rows = std::max(f.scratch.rows, st.rows);
-      f.scratch.keys = std::max(f.scratch.keys, st.keys);
+      widen(tile_of(kSummaryTiles, g.L, ns));
       f.workspace +=
           pad64(double(f.summary_slices * ns * g.d)) + pad64(double(f.summary_slices * ns * g.dv));
     }
   }
-  f.workspace += pad64(double(g.threads) * double(f.scratch.floats(g)));
+  f.workspace += pad64(double(g.threads) * double(f.per_thread_floats(g)));
   return f;
 }
 class SparseAttention final : public Mechanism {
@@ -439,7 +359,10 @@ class SparseAttention final : public Mechanism {
     combine.default_value = std::string("merged");
     s.insert(s.end(), {pattern, stride, c, combine});
     for (auto t : tile_params()) {
-      if (t.name == "kernel") continue;  // the driver below issues its own sgemm tiles
+      if (t.name == "kernel") {  // every stage's tiles
+        s.push_back(t);
+        continue;
+      }
       t.default_value.reset();
       t.help = "A1 (band/block) tile: " + t.help;
       t.default_text = t.name == "block_rows" ? "32" : "stride + block_rows";
@@ -521,14 +444,25 @@ class SparseAttention final : public Mechanism {
     attend_reference(a, SparseSets(g), ws);
   }
 
-  // One OpenMP region; stages separated by barriers, each a dynamic loop over its work items:
-  //   strided: [A2] (slice, residue class): gather the class (q scaled) into thread buffers,
-  //            attend it in 16-row tiles, write o/lse rows of the class;
-  //            [A1] (slice, band tile): merged mode starts from the A2 result in o/lse.
-  //   fixed:   [gather] (slice): summary rows of k, v; [A2] (slice, 128-row tile) against them;
-  //            [A1] (slice, block tile), merged mode starting from the A2 result.
   void fast(const Params& p, const TensorMap& in, TensorMap& out, Workspace& ws) const override {
     const Geometry g = geometry(p);
+    if (g.band.effective_kernel() == TileKernel::Fused)
+      run<FusedTile>(g, in, out, ws);
+    else
+      run<BlasTile>(g, in, out, ws);
+  }
+
+ private:
+  // One OpenMP region; stages separated by barriers, each a dynamic loop over its work items,
+  // one tile kernel state per thread:
+  //   strided: [A2] (slice, residue class r): the class's rows r + t·l are a sequence read in
+  //            place at stride l (prefetched first: rows l·d apart defeat the hardware
+  //            prefetcher), attended in 32-row tiles, o/lse written to the class's rows;
+  //            [A1] (slice, band tile): merged mode resumes from the A2 result in o/lse.
+  //   fixed:   [gather] (slice): summary rows of k, v; [A2] (slice, 128-row tile) against them;
+  //            [A1] (slice, block tile), merged mode resuming from the A2 result.
+  template <class TileKernel>
+  void run(const Geometry& g, const TensorMap& in, TensorMap& out, Workspace& ws) const {
     const float *q = input(in, "q").data(), *k = input(in, "k").data(), *v = input(in, "v").data();
     float *o = output(out, "out").data(), *lse = output(out, "lse").data();
     const int64_t Ld = g.L * g.d, Lv = g.L * g.dv, L = g.L;
@@ -552,7 +486,7 @@ class SparseAttention final : public Mechanism {
       ks = ws.alloc_floats(f.summary_slices * ns * g.d);
       vs = ws.alloc_floats(f.summary_slices * ns * g.dv);
     }
-    const int64_t per_thread = f.scratch.floats(g);
+    const int64_t per_thread = f.per_thread_floats(g);
     float* scratch = ws.alloc_floats(per_thread * g.threads);
     const bool a2_empty = !g.strided && ns == 0;  // fixed with no summary cell (L < l - c + 1)
     blas::ThreadsScope blas_single(1);
@@ -560,50 +494,38 @@ class SparseAttention final : public Mechanism {
 #pragma omp parallel num_threads(g.threads)
     {
       FlushDenormals ftz;
-      ThreadBuffers tb(g, f.scratch, scratch + per_thread * omp_get_thread_num());
+      float* mine = scratch + per_thread * omp_get_thread_num();
+      TileKernel tile(mine, f.tile.rows, g.d, g.dv, f.tile.keys);
+      float* kc = mine + f.tile_floats(g);  // [nmax, d] and [nmax, dv]: one class's k and v
+      float* vc = kc + f.gather_rows * g.d;
       std::vector<KeyBlock> blocks;
       if (g.strided) {
         // A2: residue classes. Class r of a slice: positions r + t·l, t < cls.len(r).
 #pragma omp for schedule(dynamic, 1)
         for (int64_t item = 0; item < n2 * g.l; ++item) {
           const int64_t sl = s2.slice(item / g.l), r = item % g.l, len = cls.len(r);
-          const float *qs = q + sl * Ld, *kss = k + sl * Ld, *vss = v + sl * Lv;
-          constexpr int64_t kAhead = 6;  // rows l apart: prefetch, the hardware prefetcher won't
-          auto prefetch = [&](int64_t t) {
-            const int64_t i = r + t * g.l;
-            for (int64_t c = 0; c < g.d; c += 16) {
-              __builtin_prefetch(qs + i * g.d + c);
-              __builtin_prefetch(kss + i * g.d + c);
-            }
-            for (int64_t c = 0; c < g.dv; c += 16) __builtin_prefetch(vss + i * g.dv + c);
-          };
-          for (int64_t t = 0; t < std::min(len, kAhead); ++t) prefetch(t);
+          const float *qr = q + sl * Ld + r * g.d, *kr = k + sl * Ld + r * g.d,
+                      *vr = v + sl * Lv + r * g.dv;
+          // Rows l·d floats apart share a few cache sets (l·d·4 bytes is a multiple of the L1
+          // and L2 set periods at the default sizes) and defeat the hardware prefetcher: k and v
+          // are gathered contiguous (read many times), q is read in place (once, by start()).
           for (int64_t t = 0; t < len; ++t) {
-            if (t + kAhead < len) prefetch(t + kAhead);
-            const int64_t i = r + t * g.l;
-            const float *qi = qs + i * g.d, *ki = kss + i * g.d;
-            float *qd = tb.qc + t * g.d, *kd = tb.kc + t * g.d;
-#pragma omp simd
-            for (int64_t c = 0; c < g.d; ++c) {
-              qd[c] = qi[c] * g.scale;
-              kd[c] = ki[c];
+            for (int64_t c = 0; c < g.d; c += 16) {
+              __builtin_prefetch(qr + t * g.l * g.d + c);
+              __builtin_prefetch(kr + t * g.l * g.d + c);
             }
-            std::copy_n(vss + i * g.dv, g.dv, tb.vc + t * g.dv);
+            for (int64_t c = 0; c < g.dv; c += 16) __builtin_prefetch(vr + t * g.l * g.dv + c);
           }
-          const RowSeq x{tb.qc,
-                         tb.kc,
-                         tb.vc,
-                         g.d,
-                         g.d,
-                         g.dv,
-                         true,
-                         o + sl * Lv + r * g.dv,
-                         lse + sl * L + r,
-                         g.l * g.dv,
-                         g.l};
+          for (int64_t t = 0; t < len; ++t) {
+            std::copy_n(kr + t * g.l * g.d, g.d, kc + t * g.d);
+            std::copy_n(vr + t * g.l * g.dv, g.dv, vc + t * g.dv);
+          }
+          const RowSeq x{
+              qr,         kc, vc, g.l * g.d, g.d, g.dv, o + sl * Lv + r * g.dv, lse + sl * L + r,
+              g.l * g.dv, g.l};
           for (int64_t i0 = 0; i0 < len; i0 += tc.rows)
-            tile_rows(g, cls, r, i0, std::min(len, i0 + tc.rows), len, tc.keys, x, false, tb,
-                      blocks);
+            attend_rows(tile, g, cls, r, i0, std::min(len, i0 + tc.rows), len, tc.keys, x, false,
+                        blocks);
         }
       } else if (!a2_empty) {
 #pragma omp for schedule(static)
@@ -616,9 +538,10 @@ class SparseAttention final : public Mechanism {
         for (int64_t item = 0; item < n2 * tiles_s; ++item) {
           const int64_t idx = item / tiles_s, t = tiles_s - 1 - item % tiles_s, sl = s2.slice(idx),
                         i0 = t * ts.rows;
-          const RowSeq x{q + sl * Ld, ks + idx * ns * g.d, vs + idx * ns * g.dv, g.d,  g.d, g.dv,
-                         false,       o + sl * Lv,         lse + sl * L,         g.dv, 1};
-          tile_rows(g, sum, 0, i0, std::min(L, i0 + ts.rows), ns, ts.keys, x, false, tb, blocks);
+          const RowSeq x{q + sl * Ld, ks + idx * ns * g.d, vs + idx * ns * g.dv, g.d,  g.d,
+                         g.dv,        o + sl * Lv,         lse + sl * L,         g.dv, 1};
+          attend_rows(tile, g, sum, 0, i0, std::min(L, i0 + ts.rows), ns, ts.keys, x, false,
+                      blocks);
         }
       } else if (!g.merged) {  // alternate, A2 empty: the odd heads get o = 0, lse = -inf
 #pragma omp for schedule(static)
@@ -629,14 +552,14 @@ class SparseAttention final : public Mechanism {
         }
       }
       // A1 (band / own block); merged mode merges into the A2 result in place.
-      const bool init = g.merged && !a2_empty;
+      const bool resume = g.merged && !a2_empty;
 #pragma omp for schedule(dynamic, 1)
       for (int64_t item = 0; item < n1 * tiles1; ++item) {
         const int64_t sl = s1.slice(item / tiles1), t = tiles1 - 1 - item % tiles1,
                       i0 = t * t1.rows;
-        const RowSeq x{q + sl * Ld, k + sl * Ld, v + sl * Lv,  g.d,  g.d, g.dv,
-                       false,       o + sl * Lv, lse + sl * L, g.dv, 1};
-        tile_rows(g, a1, 0, i0, std::min(L, i0 + t1.rows), L, t1.keys, x, init, tb, blocks);
+        const RowSeq x{q + sl * Ld, k + sl * Ld, v + sl * Lv,  g.d,  g.d,
+                       g.dv,        o + sl * Lv, lse + sl * L, g.dv, 1};
+        attend_rows(tile, g, a1, 0, i0, std::min(L, i0 + t1.rows), L, t1.keys, x, resume, blocks);
       }
     }
   }
