@@ -12,6 +12,9 @@
 #include "kernels/vexp.hpp"
 
 #define KT_AVX512 __attribute__((target("avx512f,avx512dq,fma")))
+// The pass drivers are kept out of line: inlined into FusedTile::block, GCC 12 ran out of vector
+// registers and spilled a microkernel accumulator (a store-load chain per iteration, ~15% slower).
+#define KT_PASS __attribute__((target("avx512f,avx512dq,fma"), noinline))
 
 namespace kt {
 
@@ -118,9 +121,37 @@ KT_AVX512 void pv_rows(const float* st, int64_t rp, int64_t r0, int64_t n, const
   }
 }
 
+// In-place transpose of a 16 x 16 block held as 16 row vectors (x[i][j] -> x[j][i]): 32-bit
+// and 64-bit unpacks give, per 128-bit lane L, column 4L + c of each 4-row group; two rounds of
+// 128-bit lane shuffles gather the four groups' lanes into one vector per column.
+KT_AVX512 inline void transpose16(__m512 x[16]) {
+  __m512 u[16];  // u[4m + c], lane L: column 4L + c of rows 4m..4m+3
+  for (int m = 0; m < 4; ++m) {
+    const __m512 a = x[4 * m], b = x[4 * m + 1], c = x[4 * m + 2], d = x[4 * m + 3];
+    const __m512d lo01 = _mm512_castps_pd(_mm512_unpacklo_ps(a, b)),
+                  hi01 = _mm512_castps_pd(_mm512_unpackhi_ps(a, b)),
+                  lo23 = _mm512_castps_pd(_mm512_unpacklo_ps(c, d)),
+                  hi23 = _mm512_castps_pd(_mm512_unpackhi_ps(c, d));
+    u[4 * m + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(lo01, lo23));
+    u[4 * m + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(lo01, lo23));
+    u[4 * m + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(hi01, hi23));
+    u[4 * m + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(hi01, hi23));
+  }
+  for (int c = 0; c < 4; ++c) {
+    const __m512 p01 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x44),  // lanes 0,1 of groups 0,1
+        q01 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xEE),           // lanes 2,3 of groups 0,1
+        p23 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x44),
+                 q23 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xEE);
+    x[c] = _mm512_shuffle_f32x4(p01, p23, 0x88);       // lane 0 of every group
+    x[4 + c] = _mm512_shuffle_f32x4(p01, p23, 0xDD);   // lane 1
+    x[8 + c] = _mm512_shuffle_f32x4(q01, q23, 0x88);   // lane 2
+    x[12 + c] = _mm512_shuffle_f32x4(q01, q23, 0xDD);  // lane 3
+  }
+}
+
 // Pass 1 over n keys: ST[j][0..rp) for j < n, 6 keys per microkernel call.
-KT_AVX512 void scores_block(const float* qt, int64_t rp, const float* k, int64_t k_stride,
-                            int64_t n, int64_t dim, float* st) {
+KT_PASS void scores_block(const float* qt, int64_t rp, const float* k, int64_t k_stride, int64_t n,
+                          int64_t dim, float* st) {
   const float* krow[6];
   int64_t j = 0;
   for (; j + 6 <= n; j += 6) {
@@ -149,49 +180,83 @@ KT_AVX512 void scores_block(const float* qt, int64_t rp, const float* k, int64_t
     }
 }
 
-// Pass 3 over the real rows: A = corr·A + P·V, 6 rows at a time.
-KT_AVX512 void pv_block(const float* st, int64_t rp, int64_t rows, int64_t n, const float* v,
-                        int64_t v_stride, int64_t vdim, float* acc, const float* corr) {
-  int64_t r = 0;
-  for (; r + 6 <= rows; r += 6) pv_rows<6>(st, rp, r, n, v, v_stride, vdim, acc, corr);
-  switch (rows - r) {
-    case 1:
-      pv_rows<1>(st, rp, r, n, v, v_stride, vdim, acc, corr);
-      break;
-    case 2:
-      pv_rows<2>(st, rp, r, n, v, v_stride, vdim, acc, corr);
-      break;
-    case 3:
-      pv_rows<3>(st, rp, r, n, v, v_stride, vdim, acc, corr);
-      break;
-    case 4:
-      pv_rows<4>(st, rp, r, n, v, v_stride, vdim, acc, corr);
-      break;
-    case 5:
-      pv_rows<5>(st, rp, r, n, v, v_stride, vdim, acc, corr);
-      break;
-    default:
-      break;
+// The keys [lo, hi) of a block that a group of tile rows may see (P is zero outside).
+struct KeySpan {
+  int64_t lo, hi;
+};
+
+// Span of the rows [r0, r1) from their runs (runs: [4][rp] lo0, hi0, lo1, hi1 relative to the
+// block, empty runs allowed), clamped to `within`.
+KeySpan rows_span(const int32_t* runs, int64_t rp, int64_t r0, int64_t r1, KeySpan within) {
+  int64_t lo = within.hi, hi = within.lo;
+  for (int64_t r = r0; r < r1; ++r)
+    for (int k = 0; k < 2; ++k) {
+      const int64_t a = runs[2 * k * rp + r], b = runs[(2 * k + 1) * rp + r];
+      if (a < b) lo = std::min(lo, a), hi = std::max(hi, b);
+    }
+  return {std::max(lo, within.lo), std::min(hi, within.hi)};
+}
+
+// Pass 3 for the real rows of one 16-row group [g0, g1) (span: the keys its pass 2 covered):
+// A = corr·A + P·V in 6, 6, 4 row pieces, each over the keys its own rows may see.
+KT_PASS void pv_group(const float* st, int64_t rp, int64_t g0, int64_t g1, KeySpan span,
+                      const int32_t* runs, const float* v, int64_t v_stride, int64_t vdim,
+                      float* acc, const float* corr) {
+  for (int64_t r = g0; r < g1;) {
+    const int64_t left = g1 - r, nr = left <= 6 ? left : left >= 10 ? 6 : left - 4;
+    const KeySpan ks = runs ? rows_span(runs, rp, r, r + nr, span) : span;
+    if (ks.lo < ks.hi) {  // empty: the rows saw no key here, corr = 1, A unchanged
+      const float* sj = st + ks.lo * rp;
+      const float* vj = v + ks.lo * v_stride;
+      const int64_t n = ks.hi - ks.lo;
+      switch (nr) {
+        case 6:
+          pv_rows<6>(sj, rp, r, n, vj, v_stride, vdim, acc, corr);
+          break;
+        case 5:
+          pv_rows<5>(sj, rp, r, n, vj, v_stride, vdim, acc, corr);
+          break;
+        case 4:
+          pv_rows<4>(sj, rp, r, n, vj, v_stride, vdim, acc, corr);
+          break;
+        case 3:
+          pv_rows<3>(sj, rp, r, n, vj, v_stride, vdim, acc, corr);
+          break;
+        case 2:
+          pv_rows<2>(sj, rp, r, n, vj, v_stride, vdim, acc, corr);
+          break;
+        default:
+          pv_rows<1>(sj, rp, r, n, vj, v_stride, vdim, acc, corr);
+          break;
+      }
+    }
+    r += nr;
   }
 }
 
-// Pass 2 for 16 rows [r0, r0 + 16): the online-softmax update down the n columns of ST. runs:
-// the rows' allowed keys [lo0, hi0) ∪ [lo1, hi1) relative to the block (null: all allowed); the
-// keys every row of the group sees, [max lo0, min hi0), skip the compares.
-KT_AVX512 void softmax_columns(float* st, int64_t rp, int64_t r0, int64_t n, const int32_t* runs,
-                               float* m, float* l, float* corr) {
+// Pass 2 for 16 rows [r0, r0 + 16): the online-softmax update down the columns of ST, over the
+// keys the group may see (returned; the whole block when runs is null). runs: the rows' allowed
+// keys [lo0, hi0) ∪ [lo1, hi1) relative to the block; the keys every row of the group sees,
+// [max lo0, min hi0), skip the compares.
+KT_PASS KeySpan softmax_columns(float* st, int64_t rp, int64_t r0, int64_t n, const int32_t* runs,
+                                float* m, float* l, float* corr) {
   const __m512 neg_inf = _mm512_set1_ps(-INFINITY);
   __m512 mx = neg_inf;
-  int64_t mid_lo = n, mid_hi = n;  // [0, mid_lo) and [mid_hi, n) are masked
-  if (!runs) {
-    mid_lo = 0;
-  } else {
+  KeySpan span{0, n}, mid{0, n};  // mid: no compares needed
+  if (runs) {
+    span = rows_span(runs, rp, r0, r0 + 16, span);
+    if (span.lo >= span.hi) {  // no row of the group sees a key of this block
+      _mm512_storeu_ps(corr + r0, _mm512_set1_ps(1.0f));
+      return span;
+    }
+    int64_t a = runs[r0], b = runs[rp + r0];
+    for (int t = 1; t < 16; ++t)
+      a = std::max<int64_t>(a, runs[r0 + t]), b = std::min<int64_t>(b, runs[rp + r0 + t]);
+    mid = {std::max(a, span.lo), std::min(b, span.hi)};
+    if (mid.lo >= mid.hi) mid = {span.hi, span.hi};
     const __m512i lo0 = _mm512_loadu_si512(runs + r0), hi0 = _mm512_loadu_si512(runs + rp + r0),
                   lo1 = _mm512_loadu_si512(runs + 2 * rp + r0),
                   hi1 = _mm512_loadu_si512(runs + 3 * rp + r0);
-    int32_t a = runs[r0], b = runs[rp + r0];
-    for (int t = 1; t < 16; ++t) a = std::max(a, runs[r0 + t]), b = std::min(b, runs[rp + r0 + t]);
-    if (a < b) mid_lo = a, mid_hi = b;
     auto masked = [&](int64_t j) {
       const __m512i jv = _mm512_set1_epi32(int32_t(j));
       const __mmask16 ok = (_mm512_cmple_epi32_mask(lo0, jv) & _mm512_cmpgt_epi32_mask(hi0, jv)) |
@@ -200,10 +265,10 @@ KT_AVX512 void softmax_columns(float* st, int64_t rp, int64_t r0, int64_t n, con
       _mm512_storeu_ps(st + j * rp + r0, s);
       mx = _mm512_max_ps(mx, s);
     };
-    for (int64_t j = 0; j < mid_lo; ++j) masked(j);
-    for (int64_t j = mid_hi; j < n; ++j) masked(j);
+    for (int64_t j = span.lo; j < mid.lo; ++j) masked(j);
+    for (int64_t j = mid.hi; j < span.hi; ++j) masked(j);
   }
-  for (int64_t j = mid_lo; j < mid_hi; ++j)
+  for (int64_t j = mid.lo; j < mid.hi; ++j)
     mx = _mm512_max_ps(mx, _mm512_loadu_ps(st + j * rp + r0));
   const __m512 m_old = _mm512_loadu_ps(m + r0);
   const __m512 m_new = _mm512_max_ps(m_old, mx);
@@ -212,7 +277,7 @@ KT_AVX512 void softmax_columns(float* st, int64_t rp, int64_t r0, int64_t n, con
   const __m512 c =
       _mm512_mask_blend_ps(valid, _mm512_set1_ps(1.0f), exp16(_mm512_sub_ps(m_old, shift)));
   __m512 sum = _mm512_setzero_ps();
-  for (int64_t j = 0; j < n; ++j) {
+  for (int64_t j = span.lo; j < span.hi; ++j) {
     const __m512 e = exp16(_mm512_sub_ps(_mm512_loadu_ps(st + j * rp + r0), shift));
     _mm512_storeu_ps(st + j * rp + r0, e);
     sum = _mm512_add_ps(sum, e);
@@ -220,6 +285,7 @@ KT_AVX512 void softmax_columns(float* st, int64_t rp, int64_t r0, int64_t n, con
   _mm512_storeu_ps(l + r0, _mm512_fmadd_ps(c, _mm512_loadu_ps(l + r0), sum));
   _mm512_storeu_ps(m + r0, _mm512_mask_blend_ps(valid, m_old, m_new));
   _mm512_storeu_ps(corr + r0, c);
+  return span;
 }
 
 int64_t rows_padded(int64_t rows) {
@@ -248,21 +314,26 @@ FusedTile::FusedTile(float* scratch, int64_t max_rows, int64_t dim, int64_t vdim
   mask_buf_ = corr_ + 5 * rp_max_;                      // [bk]
 }
 
-void FusedTile::start(const TileRows<const float>& q, int64_t rows, float scale) {
+KT_AVX512 void FusedTile::start(const TileRows<const float>& q, int64_t rows, float scale) {
   reset(rows);
   rp_ = rows_padded(rows);
   per_head_ = q.per_head;
-  // Padding rows are zero: their scores stay finite and inert, and pass 3 never reads them.
-  for (int64_t r = 0; r < rp_; ++r) {
-    if (r < rows) {
-      const float* src = q.at(r);
-      for (int64_t c = 0; c < dim_; ++c) qt_[c * rp_ + r] = src[c] * scale;
-    } else {
-      for (int64_t c = 0; c < dim_; ++c) qt_[c * rp_ + r] = 0.0f;
-      m_[r] = -INFINITY;
-      l_[r] = 0;
+  std::fill(m_ + rows, m_ + rp_, -INFINITY);
+  std::fill(l_ + rows, l_ + rp_, 0.0f);
+  // QT[c][r] = scale·q[r][c] in 16 x 16 blocks; padding rows are zero (their scores stay finite
+  // and inert, pass 3 never reads them).
+  const __m512 sc = _mm512_set1_ps(scale);
+  for (int64_t r0 = 0; r0 < rp_; r0 += 16)
+    for (int64_t c0 = 0; c0 < dim_; c0 += 16) {
+      const int64_t cw = std::min<int64_t>(16, dim_ - c0);
+      const __mmask16 cols = __mmask16((1u << cw) - 1);
+      __m512 blk[16];
+      for (int i = 0; i < 16; ++i)
+        blk[i] = r0 + i < rows ? _mm512_mul_ps(sc, _mm512_maskz_loadu_ps(cols, q.at(r0 + i) + c0))
+                               : _mm512_setzero_ps();
+      transpose16(blk);
+      for (int64_t c = 0; c < cw; ++c) _mm512_storeu_ps(qt_ + (c0 + c) * rp_ + r0, blk[c]);
     }
-  }
 }
 
 KT_AVX512 void FusedTile::block(const float* k, int64_t k_stride, const float* v, int64_t v_stride,
@@ -278,9 +349,8 @@ KT_AVX512 void FusedTile::block(const float* k, int64_t k_stride, const float* v
       for (int64_t r = 0; r < rp_; ++r) {
         if (r < rows_) {
           mask->row_runs(h0 + r / per_head_, i0 + r % per_head_, run);
-        } else {
-          run[0] = {j0, j0 + n};
-          run[1] = {};
+        } else {  // padding rows: no key (never read)
+          run[0] = run[1] = {};
         }
         runs_[r] = rel(run[0].lo);
         runs_[rp_ + r] = rel(run[0].hi);
@@ -297,8 +367,11 @@ KT_AVX512 void FusedTile::block(const float* k, int64_t k_stride, const float* v
       }
     }
   }
-  for (int64_t r0 = 0; r0 < rp_; r0 += 16) softmax_columns(st_, rp_, r0, n, runs, m_, l_, corr_);
-  pv_block(st_, rp_, rows_, n, v, v_stride, vdim_, acc_, corr_);
+  // Passes 2 and 3 per 16-row group, each over the keys its rows may see.
+  for (int64_t r0 = 0; r0 < rows_; r0 += 16) {
+    const KeySpan span = softmax_columns(st_, rp_, r0, n, runs, m_, l_, corr_);
+    pv_group(st_, rp_, r0, std::min(rows_, r0 + 16), span, runs, v, v_stride, vdim_, acc_, corr_);
+  }
   issued_ += 2.0 * double(rows_) * double(n) * double(dim_ + vdim_);
 }
 

@@ -489,6 +489,8 @@ class SparseAttention final : public Mechanism {
     const int64_t per_thread = f.per_thread_floats(g);
     float* scratch = ws.alloc_floats(per_thread * g.threads);
     const bool a2_empty = !g.strided && ns == 0;  // fixed with no summary cell (L < l - c + 1)
+    const bool resume = g.merged && !a2_empty;    // A1 merges into the A2 result in place
+    const int64_t group = g.threads;
     blas::ThreadsScope blas_single(1);
 
 #pragma omp parallel num_threads(g.threads)
@@ -499,67 +501,72 @@ class SparseAttention final : public Mechanism {
       float* kc = mine + f.tile_floats(g);  // [nmax, d] and [nmax, dv]: one class's k and v
       float* vc = kc + f.gather_rows * g.d;
       std::vector<KeyBlock> blocks;
-      if (g.strided) {
-        // A2: residue classes. Class r of a slice: positions r + t·l, t < cls.len(r).
-#pragma omp for schedule(dynamic, 1)
-        for (int64_t item = 0; item < n2 * g.l; ++item) {
-          const int64_t sl = s2.slice(item / g.l), r = item % g.l, len = cls.len(r);
-          const float *qr = q + sl * Ld + r * g.d, *kr = k + sl * Ld + r * g.d,
-                      *vr = v + sl * Lv + r * g.dv;
-          // Rows l·d floats apart share a few cache sets (l·d·4 bytes is a multiple of the L1
-          // and L2 set periods at the default sizes) and defeat the hardware prefetcher: k and v
-          // are gathered contiguous (read many times), q is read in place (once, by start()).
-          for (int64_t t = 0; t < len; ++t) {
-            for (int64_t c = 0; c < g.d; c += 16) {
-              __builtin_prefetch(qr + t * g.l * g.d + c);
-              __builtin_prefetch(kr + t * g.l * g.d + c);
+      // Slices go through the stages `group` at a time, so that the band stage finds the
+      // slices' q, k, v still in the last-level cache where the class stage left them.
+      for (int64_t g0 = 0; g0 < std::max(n1, n2); g0 += group) {
+        const int64_t c1 = std::clamp<int64_t>(n1 - g0, 0, group),
+                      c2 = std::clamp<int64_t>(n2 - g0, 0, group);
+        if (g.strided) {
+          // A2: residue classes. Class r of a slice: positions r + t·l, t < cls.len(r).
+#pragma omp for schedule(static)
+          for (int64_t item = 0; item < c2 * g.l; ++item) {
+            const int64_t sl = s2.slice(g0 + item / g.l), r = item % g.l, len = cls.len(r);
+            const float *qr = q + sl * Ld + r * g.d, *kr = k + sl * Ld + r * g.d,
+                        *vr = v + sl * Lv + r * g.dv;
+            // Rows l·d floats apart share a few cache sets (l·d·4 bytes is a multiple of the L1
+            // and L2 set periods at the default sizes) and defeat the hardware prefetcher: k and v
+            // are gathered contiguous (read many times), q is read in place (once, by start()).
+            for (int64_t t = 0; t < len; ++t) {
+              for (int64_t c = 0; c < g.d; c += 16) {
+                __builtin_prefetch(qr + t * g.l * g.d + c);
+                __builtin_prefetch(kr + t * g.l * g.d + c);
+              }
+              for (int64_t c = 0; c < g.dv; c += 16) __builtin_prefetch(vr + t * g.l * g.dv + c);
             }
-            for (int64_t c = 0; c < g.dv; c += 16) __builtin_prefetch(vr + t * g.l * g.dv + c);
+            for (int64_t t = 0; t < len; ++t) {
+              std::copy_n(kr + t * g.l * g.d, g.d, kc + t * g.d);
+              std::copy_n(vr + t * g.l * g.dv, g.dv, vc + t * g.dv);
+            }
+            const RowSeq x{
+                qr,         kc, vc, g.l * g.d, g.d, g.dv, o + sl * Lv + r * g.dv, lse + sl * L + r,
+                g.l * g.dv, g.l};
+            for (int64_t i0 = 0; i0 < len; i0 += tc.rows)
+              attend_rows(tile, g, cls, r, i0, std::min(len, i0 + tc.rows), len, tc.keys, x, false,
+                          blocks);
           }
-          for (int64_t t = 0; t < len; ++t) {
-            std::copy_n(kr + t * g.l * g.d, g.d, kc + t * g.d);
-            std::copy_n(vr + t * g.l * g.dv, g.dv, vc + t * g.dv);
+        } else if (!a2_empty) {
+#pragma omp for schedule(static)
+          for (int64_t idx = g0; idx < g0 + c2; ++idx) {
+            const int64_t sl = s2.slice(idx);
+            gather_summaries(g, k + sl * Ld, g.d, ks + idx * ns * g.d);
+            gather_summaries(g, v + sl * Lv, g.dv, vs + idx * ns * g.dv);
           }
-          const RowSeq x{
-              qr,         kc, vc, g.l * g.d, g.d, g.dv, o + sl * Lv + r * g.dv, lse + sl * L + r,
-              g.l * g.dv, g.l};
-          for (int64_t i0 = 0; i0 < len; i0 += tc.rows)
-            attend_rows(tile, g, cls, r, i0, std::min(len, i0 + tc.rows), len, tc.keys, x, false,
+#pragma omp for schedule(dynamic, 1)
+          for (int64_t item = 0; item < c2 * tiles_s; ++item) {
+            const int64_t idx = g0 + item / tiles_s, t = tiles_s - 1 - item % tiles_s,
+                          sl = s2.slice(idx), i0 = t * ts.rows;
+            const RowSeq x{q + sl * Ld, ks + idx * ns * g.d, vs + idx * ns * g.dv, g.d,  g.d,
+                           g.dv,        o + sl * Lv,         lse + sl * L,         g.dv, 1};
+            attend_rows(tile, g, sum, 0, i0, std::min(L, i0 + ts.rows), ns, ts.keys, x, false,
                         blocks);
-        }
-      } else if (!a2_empty) {
+          }
+        } else if (!g.merged) {  // alternate, A2 empty: the odd heads get o = 0, lse = -inf
 #pragma omp for schedule(static)
-        for (int64_t idx = 0; idx < n2; ++idx) {
-          const int64_t sl = s2.slice(idx);
-          gather_summaries(g, k + sl * Ld, g.d, ks + idx * ns * g.d);
-          gather_summaries(g, v + sl * Lv, g.dv, vs + idx * ns * g.dv);
+          for (int64_t idx = g0; idx < g0 + c2; ++idx) {
+            const int64_t sl = s2.slice(idx);
+            std::fill_n(o + sl * Lv, Lv, 0.0f);
+            std::fill_n(lse + sl * L, L, -INFINITY);
+          }
         }
-#pragma omp for schedule(dynamic, 1)
-        for (int64_t item = 0; item < n2 * tiles_s; ++item) {
-          const int64_t idx = item / tiles_s, t = tiles_s - 1 - item % tiles_s, sl = s2.slice(idx),
-                        i0 = t * ts.rows;
-          const RowSeq x{q + sl * Ld, ks + idx * ns * g.d, vs + idx * ns * g.dv, g.d,  g.d,
-                         g.dv,        o + sl * Lv,         lse + sl * L,         g.dv, 1};
-          attend_rows(tile, g, sum, 0, i0, std::min(L, i0 + ts.rows), ns, ts.keys, x, false,
-                      blocks);
-        }
-      } else if (!g.merged) {  // alternate, A2 empty: the odd heads get o = 0, lse = -inf
+        // A1 (band / own block); merged mode merges into the A2 result in place.
 #pragma omp for schedule(static)
-        for (int64_t idx = 0; idx < n2; ++idx) {
-          const int64_t sl = s2.slice(idx);
-          std::fill_n(o + sl * Lv, Lv, 0.0f);
-          std::fill_n(lse + sl * L, L, -INFINITY);
+        for (int64_t item = 0; item < c1 * tiles1; ++item) {
+          const int64_t sl = s1.slice(g0 + item / tiles1), t = item % tiles1,
+                        i0 = t * t1.rows;
+          const RowSeq x{q + sl * Ld, k + sl * Ld, v + sl * Lv,  g.d,  g.d,
+                         g.dv,        o + sl * Lv, lse + sl * L, g.dv, 1};
+          attend_rows(tile, g, a1, 0, i0, std::min(L, i0 + t1.rows), L, t1.keys, x, resume, blocks);
         }
-      }
-      // A1 (band / own block); merged mode merges into the A2 result in place.
-      const bool resume = g.merged && !a2_empty;
-#pragma omp for schedule(dynamic, 1)
-      for (int64_t item = 0; item < n1 * tiles1; ++item) {
-        const int64_t sl = s1.slice(item / tiles1), t = tiles1 - 1 - item % tiles1,
-                      i0 = t * t1.rows;
-        const RowSeq x{q + sl * Ld, k + sl * Ld, v + sl * Lv,  g.d,  g.d,
-                       g.dv,        o + sl * Lv, lse + sl * L, g.dv, 1};
-        attend_rows(tile, g, a1, 0, i0, std::min(L, i0 + t1.rows), L, t1.keys, x, resume, blocks);
       }
     }
   }
