@@ -7,6 +7,7 @@
 #include <cstring>
 #include <new>
 
+#include "core/memory.hpp"
 #include "kittention/error.hpp"
 
 namespace kt {
@@ -31,8 +32,7 @@ void Tensor::Free::operator()(float* p) const {
 Tensor::Tensor(Shape shape) : shape_(std::move(shape)), numel_(shape_numel(shape_)) {
   const size_t bytes = ((static_cast<size_t>(numel_) * sizeof(float) + 63) / 64) * 64;
   if (bytes > 0) {
-    void* p = std::aligned_alloc(64, bytes);
-    if (!p) throw std::bad_alloc();
+    void* p = alloc_buffer(bytes);
     std::memset(p, 0, bytes);
     data_.reset(static_cast<float*>(p));
   }

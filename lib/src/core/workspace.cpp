@@ -4,6 +4,8 @@
 #include <cstdlib>
 #include <new>
 
+#include "core/memory.hpp"
+
 namespace kt {
 
 namespace {
@@ -32,8 +34,7 @@ void* Workspace::alloc_bytes(size_t bytes) {
   if (idx == chunks_.size()) {
     Chunk c;
     c.size = std::max(padded, kMinChunk);
-    void* p = std::aligned_alloc(kAlign, c.size);
-    if (!p) throw std::bad_alloc();
+    void* p = alloc_buffer(c.size);
     c.data.reset(static_cast<std::byte*>(p));
     chunks_.push_back(std::move(c));
   }

@@ -561,8 +561,7 @@ class SparseAttention final : public Mechanism {
         // A1 (band / own block); merged mode merges into the A2 result in place.
 #pragma omp for schedule(static)
         for (int64_t item = 0; item < c1 * tiles1; ++item) {
-          const int64_t sl = s1.slice(g0 + item / tiles1), t = item % tiles1,
-                        i0 = t * t1.rows;
+          const int64_t sl = s1.slice(g0 + item / tiles1), t = item % tiles1, i0 = t * t1.rows;
           const RowSeq x{q + sl * Ld, k + sl * Ld, v + sl * Lv,  g.d,  g.d,
                          g.dv,        o + sl * Lv, lse + sl * L, g.dv, 1};
           attend_rows(tile, g, a1, 0, i0, std::min(L, i0 + t1.rows), L, t1.keys, x, resume, blocks);
