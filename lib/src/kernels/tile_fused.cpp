@@ -159,26 +159,19 @@ KT_PASS void scores_block(const float* qt, int64_t rp, const float* k, int64_t k
     for (int64_t r0 = 0; r0 < rp; r0 += 32) scores_32xNJ<6>(qt, rp, krow, dim, st + j * rp, r0);
   }
   if (j == n) return;
+  using ScoresFn = void (*)(const float*, int64_t, const float* const*, int64_t, float*, int64_t);
+  constexpr ScoresFn kTail[6] = {nullptr,         scores_32xNJ<1>, scores_32xNJ<2>,
+                                 scores_32xNJ<3>, scores_32xNJ<4>, scores_32xNJ<5>};
   const int left = int(n - j);
   for (int t = 0; t < left; ++t) krow[t] = k + (j + t) * k_stride;
-  for (int64_t r0 = 0; r0 < rp; r0 += 32) switch (left) {
-      case 1:
-        scores_32xNJ<1>(qt, rp, krow, dim, st + j * rp, r0);
-        break;
-      case 2:
-        scores_32xNJ<2>(qt, rp, krow, dim, st + j * rp, r0);
-        break;
-      case 3:
-        scores_32xNJ<3>(qt, rp, krow, dim, st + j * rp, r0);
-        break;
-      case 4:
-        scores_32xNJ<4>(qt, rp, krow, dim, st + j * rp, r0);
-        break;
-      default:
-        scores_32xNJ<5>(qt, rp, krow, dim, st + j * rp, r0);
-        break;
-    }
+  for (int64_t r0 = 0; r0 < rp; r0 += 32) kTail[left](qt, rp, krow, dim, st + j * rp, r0);
 }
+
+// pv_rows<NR> by row count.
+using PvRowsFn = void (*)(const float*, int64_t, int64_t, int64_t, const float*, int64_t, int64_t,
+                          float*, const float*);
+constexpr PvRowsFn kPvRows[7] = {nullptr,    pv_rows<1>, pv_rows<2>, pv_rows<3>,
+                                 pv_rows<4>, pv_rows<5>, pv_rows<6>};
 
 // The keys [lo, hi) of a block that a group of tile rows may see (P is zero outside).
 struct KeySpan {
@@ -209,26 +202,7 @@ KT_PASS void pv_group(const float* st, int64_t rp, int64_t g0, int64_t g1, KeySp
       const float* sj = st + ks.lo * rp;
       const float* vj = v + ks.lo * v_stride;
       const int64_t n = ks.hi - ks.lo;
-      switch (nr) {
-        case 6:
-          pv_rows<6>(sj, rp, r, n, vj, v_stride, vdim, acc, corr);
-          break;
-        case 5:
-          pv_rows<5>(sj, rp, r, n, vj, v_stride, vdim, acc, corr);
-          break;
-        case 4:
-          pv_rows<4>(sj, rp, r, n, vj, v_stride, vdim, acc, corr);
-          break;
-        case 3:
-          pv_rows<3>(sj, rp, r, n, vj, v_stride, vdim, acc, corr);
-          break;
-        case 2:
-          pv_rows<2>(sj, rp, r, n, vj, v_stride, vdim, acc, corr);
-          break;
-        default:
-          pv_rows<1>(sj, rp, r, n, vj, v_stride, vdim, acc, corr);
-          break;
-      }
+      kPvRows[nr](sj, rp, r, n, vj, v_stride, vdim, acc, corr);
     }
     r += nr;
   }
