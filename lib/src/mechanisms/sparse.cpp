@@ -13,15 +13,17 @@
 // The effective stride is min(stride, L) and c is clamped to it (both reported when resolved).
 // Reference: attend_reference with the set definitions above as the mask (dense masked, L x L
 // scores of one slice materialised).
-// Fast (block-sparse tiles, attend_tiled's online softmax loop run by a driver of its own here;
-// never an L x L mask or score). One OpenMP region per forward; its stages are dynamic loops
-// separated by barriers, each thread with one scratch block (taken from the arena before the
-// region), BLAS single-threaded inside:
+// Fast (block-sparse tiles on the shared tile kernels of tile.hpp, `kernel` = fused (default,
+// AVX-512) | blas; never an L x L mask or score). One OpenMP region per forward; slices go
+// through its stages `threads` at a time (so the second stage finds their q, k, v in cache),
+// each stage a loop over work items separated by barriers, each thread with one tile kernel
+// state and gather buffer (taken from the arena before the region), BLAS single-threaded inside:
 //   strided A2: the paper's §5.5 remark, "attention with a stride of l is a local window after a
 //     transpose": the positions i ≡ r (mod l) form a sequence of length ceil((L-r)/l). Work item
-//     = (slice, class r): the class's q (scaled), k, v rows are gathered into thread buffers
-//     (prefetched: rows l·d apart defeat the hardware prefetcher; a strided view read in place
-//     was 2x slower) and attended in 16-row tiles; o and lse are written to the class's rows.
+//     = (slice, class r): the class's k, v rows are gathered contiguous into thread buffers
+//     (prefetched first: rows l·d apart share cache sets and defeat the hardware prefetcher),
+//     q is read in place by the tile's packing, and the class is attended in 32-row tiles;
+//     o and lse are written to the class's rows.
 //     In merged mode only the keys at class distance >= 2 are visited (distance 0 is i itself
 //     and 1 is i-l, both in A1), so the union is counted once.
 //   strided A1: a band; work item = (slice, query tile), the tile visiting the keys [i0-l, i1)
@@ -30,8 +32,8 @@
 //     attends the summaries of the other blocks in merged mode (those of block I are in A1): a
 //     prefix (causal) or prefix + suffix (non-causal); [A1] block-diagonal tiles.
 //   merged: A1 runs last and starts each row's online softmax from the A2 result already in
-//     (o, lse): m = lse, l = 1, acc = o (merge_partial's §0.3 merge, done in place; no extra
-//     full-size buffer). alternate: A1 on the even heads, A2 on the odd heads.
+//     (o, lse) (the tile's resume(): m = lse, l = 1, acc = o, the §0.3 merge done in place; no
+//     extra full-size buffer). alternate: A1 on the even heads, A2 on the odd heads.
 // Tiles follow attend_tiled's rules (key_blocks of the IntervalPattern, block_q(1) rows), so
 // issued_flops is tiled_visited_pairs of each stage; flops counts the exact pairs of the pattern.
 #include <fmt/format.h>
