@@ -116,44 +116,48 @@ void expect_match(const nlohmann::json& given) {
 }
 
 TEST(Sparse, FastMatchesReferenceOverShapes) {
-  for (const char* pattern : {"strided", "fixed"})
-    for (const char* combine : {"merged", "alternate"})
-      for (bool causal : {true, false})
-        for (int64_t L : test_lengths())
-          for (int64_t stride : {4, 9, 128}) {
-            if (L < 64 && stride != 4) continue;  // stride >= L: all clamp to L
-            const int64_t H = L % 2 ? 3 : 5, d = L == 64 ? 80 : (L == 100 ? 64 : 16);
-            expect_match({{"batch", 2},
-                          {"heads", H},
-                          {"head_dim", d},
-                          {"seq_len", L},
-                          {"pattern", pattern},
-                          {"combine", combine},
-                          {"causal", causal},
-                          {"stride", stride},
-                          {"c", std::min<int64_t>(3, stride)},
-                          {"seed", L}});
-          }
+  for (const char* kernel : {"fused", "blas"})
+    for (const char* pattern : {"strided", "fixed"})
+      for (const char* combine : {"merged", "alternate"})
+        for (bool causal : {true, false})
+          for (int64_t L : test_lengths())
+            for (int64_t stride : {4, 9, 128}) {
+              if (L < 64 && stride != 4) continue;  // stride >= L: all clamp to L
+              const int64_t H = L % 2 ? 3 : 5, d = L == 64 ? 80 : (L == 100 ? 64 : 16);
+              expect_match({{"batch", 2},
+                            {"heads", H},
+                            {"head_dim", d},
+                            {"seq_len", L},
+                            {"pattern", pattern},
+                            {"combine", combine},
+                            {"causal", causal},
+                            {"stride", stride},
+                            {"c", std::min<int64_t>(3, stride)},
+                            {"kernel", kernel},
+                            {"seed", L}});
+            }
 }
 
 TEST(Sparse, FastMatchesReferenceSmallTilesAndValueDim) {
   // Tiles smaller than the stride (several key blocks per tile, blocks partially masked) and
-  // tiles that straddle fixed blocks; dv != d.
-  for (const char* pattern : {"strided", "fixed"})
-    for (bool causal : {true, false})
-      for (const char* combine : {"merged", "alternate"})
-        expect_match({{"batch", 2},
-                      {"heads", 3},
-                      {"head_dim", 16},
-                      {"value_dim", 24},
-                      {"seq_len", 300},
-                      {"pattern", pattern},
-                      {"causal", causal},
-                      {"combine", combine},
-                      {"stride", 40},
-                      {"c", 7},
-                      {"block_rows", 16},
-                      {"block_k", 24}});
+  // tiles that straddle fixed blocks; dv != d; both tile kernels.
+  for (const char* kernel : {"fused", "blas"})
+    for (const char* pattern : {"strided", "fixed"})
+      for (bool causal : {true, false})
+        for (const char* combine : {"merged", "alternate"})
+          expect_match({{"batch", 2},
+                        {"heads", 3},
+                        {"head_dim", 16},
+                        {"value_dim", 24},
+                        {"seq_len", 300},
+                        {"pattern", pattern},
+                        {"causal", causal},
+                        {"combine", combine},
+                        {"stride", 40},
+                        {"c", 7},
+                        {"block_rows", 16},
+                        {"block_k", 24},
+                        {"kernel", kernel}});
 }
 
 TEST(Sparse, ReferenceMatchesFloat64Oracle) {
@@ -214,26 +218,29 @@ TEST(Sparse, PairCountsMatchClosedForms) {
 }
 
 TEST(Sparse, FlopCounterEqualsIssuedFlops) {
-  for (const char* pattern : {"strided", "fixed"})
-    for (const char* combine : {"merged", "alternate"})
-      for (bool causal : {true, false}) {
-        SRun r = make_run("sparse", {{"batch", 2},
-                                     {"heads", 3},
-                                     {"head_dim", 16},
-                                     {"seq_len", 333},
-                                     {"pattern", pattern},
-                                     {"combine", combine},
-                                     {"causal", causal},
-                                     {"stride", 24},
-                                     {"c", 5}});
-        blas::reset_counted_flops();
-        blas::count_flops(true);
-        forward(r, Path::Fast);
-        blas::count_flops(false);
-        const CostModel c = r.mech->cost(r.params, Path::Fast);
-        EXPECT_EQ(blas::counted_flops(), c.issued_flops) << pattern << combine << causal;
-        EXPECT_GE(c.issued_flops, c.flops);
-      }
+  for (const char* kernel : {"fused", "blas"})
+    for (const char* pattern : {"strided", "fixed"})
+      for (const char* combine : {"merged", "alternate"})
+        for (bool causal : {true, false}) {
+          SRun r = make_run("sparse", {{"batch", 2},
+                                       {"heads", 3},
+                                       {"head_dim", 16},
+                                       {"seq_len", 333},
+                                       {"pattern", pattern},
+                                       {"combine", combine},
+                                       {"causal", causal},
+                                       {"stride", 24},
+                                       {"c", 5},
+                                       {"kernel", kernel}});
+          blas::reset_counted_flops();
+          blas::count_flops(true);
+          forward(r, Path::Fast);
+          blas::count_flops(false);
+          const CostModel c = r.mech->cost(r.params, Path::Fast);
+          EXPECT_EQ(blas::counted_flops(), c.issued_flops)
+              << kernel << pattern << combine << causal;
+          EXPECT_GE(c.issued_flops, c.flops);
+        }
 }
 
 TEST(Sparse, WorkSharesWithThePatternAndNoQuadraticMemory) {
@@ -251,21 +258,23 @@ TEST(Sparse, WorkSharesWithThePatternAndNoQuadraticMemory) {
 }
 
 TEST(Sparse, MeasuredWorkspaceMatchesModel) {
-  for (const char* pattern : {"strided", "fixed"})
-    for (const char* combine : {"merged", "alternate"}) {
-      SRun r = make_run("sparse", {{"batch", 2},
-                                   {"heads", 3},
-                                   {"head_dim", 16},
-                                   {"seq_len", 300},
-                                   {"pattern", pattern},
-                                   {"combine", combine},
-                                   {"stride", 32},
-                                   {"c", 4}});
-      Workspace ws;
-      run_forward(*r.mech, r.params, r.in, Path::Fast, ws);
-      EXPECT_EQ(double(ws.peak()), r.mech->cost(r.params, Path::Fast).workspace_bytes)
-          << pattern << combine;
-    }
+  for (const char* kernel : {"fused", "blas"})
+    for (const char* pattern : {"strided", "fixed"})
+      for (const char* combine : {"merged", "alternate"}) {
+        SRun r = make_run("sparse", {{"batch", 2},
+                                     {"heads", 3},
+                                     {"head_dim", 16},
+                                     {"seq_len", 300},
+                                     {"pattern", pattern},
+                                     {"combine", combine},
+                                     {"stride", 32},
+                                     {"c", 4},
+                                     {"kernel", kernel}});
+        Workspace ws;
+        run_forward(*r.mech, r.params, r.in, Path::Fast, ws);
+        EXPECT_EQ(double(ws.peak()), r.mech->cost(r.params, Path::Fast).workspace_bytes)
+            << kernel << pattern << combine;
+      }
 }
 
 TEST(Sparse, StrideAtLeastLIsDenseCausal) {
