@@ -26,23 +26,31 @@ TEST(Linear, FastMatchesReferenceOverShapes) {
   for (int64_t L : test_lengths())
     for (int di = 0; di < 3; ++di)
       for (bool causal : {false, true})
-        for (const char* form : {"chunked", "recurrent"}) {
-          if (!causal && std::string(form) == "recurrent") continue;  // one non-causal form
-          expect_fast_matches_reference("linear", {{"batch", 2},
-                                                   {"heads", di == 1 ? 5 : 3},
-                                                   {"head_dim", dims[di]},
-                                                   {"value_dim", di == 2 ? 48 : dims[di]},
-                                                   {"seq_len", L},
-                                                   {"causal", causal},
-                                                   {"form", form}});
-        }
+        for (const char* form : {"chunked", "recurrent"})
+          for (const char* kernel : {"fused", "blas"}) {  // the chunked form's two kernels
+            if (!causal && std::string(form) == "recurrent") continue;  // one non-causal form
+            if (std::string(kernel) == "blas" && (!causal || std::string(form) != "chunked"))
+              continue;
+            expect_fast_matches_reference("linear", {{"batch", 2},
+                                                     {"heads", di == 1 ? 5 : 3},
+                                                     {"head_dim", dims[di]},
+                                                     {"value_dim", di == 2 ? 48 : dims[di]},
+                                                     {"seq_len", L},
+                                                     {"causal", causal},
+                                                     {"form", form},
+                                                     {"kernel", kernel}});
+          }
 }
 
 // Spec §1 test 1: chunk sizes 1, 16, 64 and >= L with a ragged L (200 = 3·64 + 8).
 TEST(Linear, ChunkSizesAndRaggedLength) {
   for (int64_t C : {1, 16, 64, 256})
-    expect_fast_matches_reference(
-        "linear", {{"heads", 2}, {"seq_len", 200}, {"causal", true}, {"chunk_size", C}});
+    for (const char* kernel : {"fused", "blas"})
+      expect_fast_matches_reference("linear", {{"heads", 2},
+                                               {"seq_len", 200},
+                                               {"causal", true},
+                                               {"chunk_size", C},
+                                               {"kernel", kernel}});
 }
 
 TEST(Linear, FeatureMapsScaleAndNormalize) {
@@ -237,11 +245,17 @@ TEST(Linear, NonCausalPermutationEquivariance) {
 // Spec §1 test 6: [0, t) then [t, L) with the carried (S, z) equals one run, t not aligned to C.
 TEST(Linear, SplitAndCarryEqualsOneRun) {
   const int64_t H = 2, L = 200, t = 77, d = 32;
-  for (const char* form : {"chunked", "recurrent"})
+  for (const char* form : {"chunked", "chunked-blas", "recurrent"})
     for (bool norm : {true, false}) {
       SCOPED_TRACE(std::string(form) + (norm ? " normalised" : " raw"));
-      json base = {{"heads", H},   {"head_dim", d},     {"causal", true},
-                   {"form", form}, {"normalize", norm}, {"chunk_size", 64}};
+      const bool blas = std::string(form) == "chunked-blas";
+      json base = {{"heads", H},
+                   {"head_dim", d},
+                   {"causal", true},
+                   {"form", blas ? "chunked" : form},
+                   {"kernel", blas ? "blas" : "fused"},
+                   {"normalize", norm},
+                   {"chunk_size", 64}};
       json g = base;
       g["seq_len"] = L;
       LRun full = make_run("linear", g);
@@ -323,31 +337,37 @@ TEST(Linear, AnalyticFlopsMatchSpec) {
 TEST(Linear, IssuedFlopsMatchCounter) {
   for (bool causal : {false, true})
     for (bool norm : {true, false})
-      for (const char* form : {"chunked", "recurrent"}) {
-        LRun r = make_run("linear", {{"batch", 2},
-                                     {"heads", 3},
-                                     {"head_dim", 24},
-                                     {"value_dim", 40},
-                                     {"seq_len", 300},
-                                     {"causal", causal},
-                                     {"normalize", norm},
-                                     {"form", form},
-                                     {"chunk_size", 64}});
-        blas::reset_counted_flops();
-        blas::count_flops(true);
-        forward(r, Path::Fast);
-        blas::count_flops(false);
-        EXPECT_DOUBLE_EQ(blas::counted_flops(), r.mech->cost(r.params, Path::Fast).issued_flops)
-            << causal << norm << form;
-      }
+      for (const char* form : {"chunked", "recurrent"})
+        for (const char* kernel : {"fused", "blas"}) {
+          LRun r = make_run("linear", {{"batch", 2},
+                                       {"heads", 3},
+                                       {"head_dim", 24},
+                                       {"value_dim", 40},
+                                       {"seq_len", 300},
+                                       {"causal", causal},
+                                       {"normalize", norm},
+                                       {"form", form},
+                                       {"kernel", kernel},
+                                       {"chunk_size", 64}});
+          blas::reset_counted_flops();
+          blas::count_flops(true);
+          forward(r, Path::Fast);
+          blas::count_flops(false);
+          EXPECT_DOUBLE_EQ(blas::counted_flops(), r.mech->cost(r.params, Path::Fast).issued_flops)
+              << causal << norm << form << kernel;
+        }
 }
 
 TEST(Linear, WorkspaceWithinModel) {
-  LRun r = make_run("linear", {{"heads", 4}, {"seq_len", 300}, {"causal", true}});
-  Workspace ws;
-  run_forward(*r.mech, r.params, r.in, Path::Fast, ws);
-  EXPECT_GT(ws.peak(), 0u);
-  EXPECT_LE(double(ws.peak()), r.mech->cost(r.params, Path::Fast).workspace_bytes + 64 * 2);
+  for (const char* kernel : {"fused", "blas"}) {
+    LRun r =
+        make_run("linear", {{"heads", 4}, {"seq_len", 300}, {"causal", true}, {"kernel", kernel}});
+    Workspace ws;
+    run_forward(*r.mech, r.params, r.in, Path::Fast, ws);
+    EXPECT_GT(ws.peak(), 0u);
+    EXPECT_LE(double(ws.peak()), r.mech->cost(r.params, Path::Fast).workspace_bytes + 64 * 2)
+        << kernel;
+  }
 }
 
 TEST(Linear, BadInputsAreRejected) {

@@ -81,4 +81,19 @@ class FusedTile : public TileState {
   int32_t* runs_;  // [4][rp]: lo0, hi0, lo1, hi1 of each row, relative to the block
 };
 
+// Lane kernels: the microkernels of FusedTile as small matrix products whose result rows are the
+// vector lanes, for operands that stay in L1 (no packing beyond pack_lanes, no per-call BLAS
+// overhead). Need fused_kernel_available(); the products add their flops to the BLAS counter.
+//   pack_lanes       AT[c][r] = scale·a.at(r)[c] for r < rows, zero for rows <= r < rp
+//                    (rp a multiple of 16; AT is [dim, rp])
+//   lane_scores      XT[j][r] = sum_c Y[j][c]·AT[c][r] for j < n, r < rp (rp a multiple of 32)
+//   lane_accumulate  acc[r][:vdim] += sum_j X[j][r]·Y[j][:vdim] for r < rows (X: [n, rp],
+//                    acc rows vdim apart)
+void pack_lanes(const TileRows<const float>& a, int64_t rows, int64_t dim, float scale, float* at,
+                int64_t rp);
+void lane_scores(const float* at, int64_t rp, const float* y, int64_t y_stride, int64_t n,
+                 int64_t dim, float* xt);
+void lane_accumulate(const float* x, int64_t rp, int64_t rows, int64_t n, const float* y,
+                     int64_t y_stride, int64_t vdim, float* acc);
+
 }  // namespace kt

@@ -81,7 +81,7 @@ KT_AVX512 inline void pv_NRx64(const float* st, int64_t rp, int64_t r0, int64_t 
   __m512 a[NR][4];
 #pragma GCC unroll 8
   for (int r = 0; r < NR; ++r) {
-    const __m512 cr = _mm512_set1_ps(corr[r0 + r]);
+    const __m512 cr = _mm512_set1_ps(corr ? corr[r0 + r] : 1.0f);
 #pragma GCC unroll 4
     for (int k = 0; k < 4; ++k)
       a[r][k] =
@@ -269,6 +269,38 @@ int64_t rows_padded(int64_t rows) {
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
+// Lane kernels (tile.hpp).
+KT_AVX512 void pack_lanes(const TileRows<const float>& a, int64_t rows, int64_t dim, float scale,
+                          float* at, int64_t rp) {
+  // AT[c][r] = scale·a[r][c] in 16 x 16 blocks; rows rows..rp-1 are zero.
+  const __m512 sc = _mm512_set1_ps(scale);
+  for (int64_t r0 = 0; r0 < rp; r0 += 16)
+    for (int64_t c0 = 0; c0 < dim; c0 += 16) {
+      const int64_t cw = std::min<int64_t>(16, dim - c0);
+      const __mmask16 cols = __mmask16((1u << cw) - 1);
+      __m512 blk[16];
+      for (int i = 0; i < 16; ++i)
+        blk[i] = r0 + i < rows ? _mm512_mul_ps(sc, _mm512_maskz_loadu_ps(cols, a.at(r0 + i) + c0))
+                               : _mm512_setzero_ps();
+      transpose16(blk);
+      for (int64_t c = 0; c < cw; ++c) _mm512_storeu_ps(at + (c0 + c) * rp + r0, blk[c]);
+    }
+}
+
+void lane_scores(const float* at, int64_t rp, const float* y, int64_t y_stride, int64_t n,
+                 int64_t dim, float* xt) {
+  scores_block(at, rp, y, y_stride, n, dim, xt);
+  blas::add_counted_flops(2.0 * double(rp) * double(n) * double(dim));
+}
+
+void lane_accumulate(const float* x, int64_t rp, int64_t rows, int64_t n, const float* y,
+                     int64_t y_stride, int64_t vdim, float* acc) {
+  for (int64_t r0 = 0; r0 < rows; r0 += 16)
+    pv_group(x, rp, r0, std::min(rows, r0 + 16), {0, n}, nullptr, y, y_stride, vdim, acc, nullptr);
+  blas::add_counted_flops(2.0 * double(rows) * double(n) * double(vdim));
+}
+
+// ---------------------------------------------------------------------------------------------
 // FusedTile.
 int64_t FusedTile::scratch_floats(int64_t max_rows, int64_t dim, int64_t vdim, int64_t bk) {
   const int64_t rp = rows_padded(max_rows);
@@ -294,20 +326,8 @@ KT_AVX512 void FusedTile::start(const TileRows<const float>& q, int64_t rows, fl
   per_head_ = q.per_head;
   std::fill(m_ + rows, m_ + rp_, -INFINITY);
   std::fill(l_ + rows, l_ + rp_, 0.0f);
-  // QT[c][r] = scale·q[r][c] in 16 x 16 blocks; padding rows are zero (their scores stay finite
-  // and inert, pass 3 never reads them).
-  const __m512 sc = _mm512_set1_ps(scale);
-  for (int64_t r0 = 0; r0 < rp_; r0 += 16)
-    for (int64_t c0 = 0; c0 < dim_; c0 += 16) {
-      const int64_t cw = std::min<int64_t>(16, dim_ - c0);
-      const __mmask16 cols = __mmask16((1u << cw) - 1);
-      __m512 blk[16];
-      for (int i = 0; i < 16; ++i)
-        blk[i] = r0 + i < rows ? _mm512_mul_ps(sc, _mm512_maskz_loadu_ps(cols, q.at(r0 + i) + c0))
-                               : _mm512_setzero_ps();
-      transpose16(blk);
-      for (int64_t c = 0; c < cw; ++c) _mm512_storeu_ps(qt_ + (c0 + c) * rp_ + r0, blk[c]);
-    }
+  // Padding rows of QT are zero: their scores stay finite and inert, pass 3 never reads them.
+  pack_lanes(q, rows, dim_, scale, qt_, rp_);
 }
 
 KT_AVX512 void FusedTile::block(const float* k, int64_t k_stride, const float* v, int64_t v_stride,
