@@ -39,9 +39,12 @@ bool finite(const TensorMap& m) {
 void expect_forms_match(const KRun& r) {
   const TensorMap ref = forward(r, Path::Reference);
   EXPECT_TRUE(finite(ref));
-  for (const char* form : {"chunked", "recurrent"}) {
+  // The chunked form with both kernels (lane kernels and BLAS), and the recurrent form.
+  for (const char* form : {"chunked", "chunked-blas", "recurrent"}) {
     KRun f = r;
-    f.params.set("form", std::string(form));
+    const bool use_blas = std::string(form) == "chunked-blas";
+    f.params.set("form", std::string(use_blas ? "chunked" : form));
+    f.params.set("kernel", std::string(use_blas ? "blas" : "fused"));
     const TensorMap got = forward(f, Path::Fast);
     EXPECT_TRUE(finite(got)) << form;
     EXPECT_LE(max_rel_error(got, ref), 1e-4) << form;
@@ -390,7 +393,8 @@ TEST(Kda, AnalyticFlopsMatchSpec) {
 TEST(Kda, IssuedFlopsMatchCounter) {
   for (auto [L, C, Cs] :
        std::vector<std::tuple<int, int, int>>{{300, 64, 16}, {100, 48, 7}, {5, 64, 16}})
-    for (const char* form : {"chunked", "recurrent"}) {
+    for (const char* form : {"chunked", "chunked-blas", "recurrent"}) {
+      const bool use_blas = std::string(form) == "chunked-blas";
       KRun r = make_run("kda", {{"batch", 2},
                                 {"heads", 3},
                                 {"head_dim", 24},
@@ -398,7 +402,8 @@ TEST(Kda, IssuedFlopsMatchCounter) {
                                 {"seq_len", L},
                                 {"chunk_size", C},
                                 {"sub_chunk", Cs},
-                                {"form", form}});
+                                {"form", use_blas ? "chunked" : form},
+                                {"kernel", use_blas ? "blas" : "fused"}});
       blas::reset_counted_flops();
       blas::count_flops(true);
       forward(r, Path::Fast);
@@ -409,8 +414,12 @@ TEST(Kda, IssuedFlopsMatchCounter) {
 }
 
 TEST(Kda, WorkspaceWithinModel) {
-  for (const char* form : {"chunked", "recurrent"}) {
-    KRun r = make_run("kda", {{"heads", 4}, {"seq_len", 300}, {"form", form}});
+  for (const char* form : {"chunked", "chunked-blas", "recurrent"}) {
+    const bool use_blas = std::string(form) == "chunked-blas";
+    KRun r = make_run("kda", {{"heads", 4},
+                              {"seq_len", 300},
+                              {"form", use_blas ? "chunked" : form},
+                              {"kernel", use_blas ? "blas" : "fused"}});
     Workspace ws;
     run_forward(*r.mech, r.params, r.in, Path::Fast, ws);
     EXPECT_GT(ws.peak(), 0u);

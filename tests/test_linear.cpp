@@ -248,12 +248,12 @@ TEST(Linear, SplitAndCarryEqualsOneRun) {
   for (const char* form : {"chunked", "chunked-blas", "recurrent"})
     for (bool norm : {true, false}) {
       SCOPED_TRACE(std::string(form) + (norm ? " normalised" : " raw"));
-      const bool blas = std::string(form) == "chunked-blas";
+      const bool use_blas = std::string(form) == "chunked-blas";
       json base = {{"heads", H},
                    {"head_dim", d},
                    {"causal", true},
-                   {"form", blas ? "chunked" : form},
-                   {"kernel", blas ? "blas" : "fused"},
+                   {"form", use_blas ? "chunked" : form},
+                   {"kernel", use_blas ? "blas" : "fused"},
                    {"normalize", norm},
                    {"chunk_size", 64}};
       json g = base;

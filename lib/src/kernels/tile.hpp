@@ -87,13 +87,14 @@ class FusedTile : public TileState {
 //   pack_lanes       AT[c][r] = scale·a.at(r)[c] for r < rows, zero for rows <= r < rp
 //                    (rp a multiple of 16; AT is [dim, rp])
 //   lane_scores      XT[j][r] = sum_c Y[j][c]·AT[c][r] for j < n, r < rp (rp a multiple of 32)
-//   lane_accumulate  acc[r][:vdim] += sum_j X[j][r]·Y[j][:vdim] for r < rows (X: [n, rp],
-//                    acc rows vdim apart)
+//   lane_accumulate  acc[r][:vdim] = corr[r]·acc[r][:vdim] + sum_j X[j][r]·Y[j][:vdim] for
+//                    r < rows (X: [n, rp]; acc rows ldacc apart; corr null: 1)
 void pack_lanes(const TileRows<const float>& a, int64_t rows, int64_t dim, float scale, float* at,
                 int64_t rp);
 void lane_scores(const float* at, int64_t rp, const float* y, int64_t y_stride, int64_t n,
                  int64_t dim, float* xt);
 void lane_accumulate(const float* x, int64_t rp, int64_t rows, int64_t n, const float* y,
-                     int64_t y_stride, int64_t vdim, float* acc);
+                     int64_t y_stride, int64_t vdim, float* acc, int64_t ldacc,
+                     const float* corr = nullptr);
 
 }  // namespace kt

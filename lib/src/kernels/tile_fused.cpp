@@ -77,7 +77,7 @@ KT_AVX512 inline void scores_32xNJ(const float* qt, int64_t rp, const float* con
 template <int NR>
 KT_AVX512 inline void pv_NRx64(const float* st, int64_t rp, int64_t r0, int64_t n, const float* v,
                                int64_t v_stride, int64_t v0, const __mmask16 mk[4], float* acc,
-                               int64_t vdim, const float* corr) {
+                               int64_t ldacc, const float* corr) {
   __m512 a[NR][4];
 #pragma GCC unroll 8
   for (int r = 0; r < NR; ++r) {
@@ -85,7 +85,7 @@ KT_AVX512 inline void pv_NRx64(const float* st, int64_t rp, int64_t r0, int64_t 
 #pragma GCC unroll 4
     for (int k = 0; k < 4; ++k)
       a[r][k] =
-          _mm512_mul_ps(cr, _mm512_maskz_loadu_ps(mk[k], acc + (r0 + r) * vdim + v0 + 16 * k));
+          _mm512_mul_ps(cr, _mm512_maskz_loadu_ps(mk[k], acc + (r0 + r) * ldacc + v0 + 16 * k));
   }
   for (int64_t j = 0; j < n; ++j) {
     const float* vj = v + j * v_stride + v0;
@@ -104,12 +104,13 @@ KT_AVX512 inline void pv_NRx64(const float* st, int64_t rp, int64_t r0, int64_t 
   for (int r = 0; r < NR; ++r)
 #pragma GCC unroll 4
     for (int k = 0; k < 4; ++k)
-      _mm512_mask_storeu_ps(acc + (r0 + r) * vdim + v0 + 16 * k, mk[k], a[r][k]);
+      _mm512_mask_storeu_ps(acc + (r0 + r) * ldacc + v0 + 16 * k, mk[k], a[r][k]);
 }
 
 template <int NR>
 KT_AVX512 void pv_rows(const float* st, int64_t rp, int64_t r0, int64_t n, const float* v,
-                       int64_t v_stride, int64_t vdim, float* acc, const float* corr) {
+                       int64_t v_stride, int64_t vdim, float* acc, int64_t ldacc,
+                       const float* corr) {
   for (int64_t v0 = 0; v0 < vdim; v0 += 64) {
     const int64_t w = std::min<int64_t>(64, vdim - v0);
     __mmask16 mk[4];
@@ -117,7 +118,7 @@ KT_AVX512 void pv_rows(const float* st, int64_t rp, int64_t r0, int64_t n, const
       const int64_t lanes = std::clamp<int64_t>(w - 16 * k, 0, 16);
       mk[k] = __mmask16((1u << lanes) - 1);
     }
-    pv_NRx64<NR>(st, rp, r0, n, v, v_stride, v0, mk, acc, vdim, corr);
+    pv_NRx64<NR>(st, rp, r0, n, v, v_stride, v0, mk, acc, ldacc, corr);
   }
 }
 
@@ -169,7 +170,7 @@ KT_PASS void scores_block(const float* qt, int64_t rp, const float* k, int64_t k
 
 // pv_rows<NR> by row count.
 using PvRowsFn = void (*)(const float*, int64_t, int64_t, int64_t, const float*, int64_t, int64_t,
-                          float*, const float*);
+                          float*, int64_t, const float*);
 constexpr PvRowsFn kPvRows[7] = {nullptr,    pv_rows<1>, pv_rows<2>, pv_rows<3>,
                                  pv_rows<4>, pv_rows<5>, pv_rows<6>};
 
@@ -194,7 +195,7 @@ KeySpan rows_span(const int32_t* runs, int64_t rp, int64_t r0, int64_t r1, KeySp
 // A = corr·A + P·V in 6, 6, 4 row pieces, each over the keys its own rows may see.
 KT_PASS void pv_group(const float* st, int64_t rp, int64_t g0, int64_t g1, KeySpan span,
                       const int32_t* runs, const float* v, int64_t v_stride, int64_t vdim,
-                      float* acc, const float* corr) {
+                      float* acc, int64_t ldacc, const float* corr) {
   for (int64_t r = g0; r < g1;) {
     const int64_t left = g1 - r, nr = left <= 6 ? left : left >= 10 ? 6 : left - 4;
     const KeySpan ks = runs ? rows_span(runs, rp, r, r + nr, span) : span;
@@ -202,7 +203,7 @@ KT_PASS void pv_group(const float* st, int64_t rp, int64_t g0, int64_t g1, KeySp
       const float* sj = st + ks.lo * rp;
       const float* vj = v + ks.lo * v_stride;
       const int64_t n = ks.hi - ks.lo;
-      kPvRows[nr](sj, rp, r, n, vj, v_stride, vdim, acc, corr);
+      kPvRows[nr](sj, rp, r, n, vj, v_stride, vdim, acc, ldacc, corr);
     }
     r += nr;
   }
@@ -294,9 +295,10 @@ void lane_scores(const float* at, int64_t rp, const float* y, int64_t y_stride, 
 }
 
 void lane_accumulate(const float* x, int64_t rp, int64_t rows, int64_t n, const float* y,
-                     int64_t y_stride, int64_t vdim, float* acc) {
+                     int64_t y_stride, int64_t vdim, float* acc, int64_t ldacc, const float* corr) {
   for (int64_t r0 = 0; r0 < rows; r0 += 16)
-    pv_group(x, rp, r0, std::min(rows, r0 + 16), {0, n}, nullptr, y, y_stride, vdim, acc, nullptr);
+    pv_group(x, rp, r0, std::min(rows, r0 + 16), {0, n}, nullptr, y, y_stride, vdim, acc, ldacc,
+             corr);
   blas::add_counted_flops(2.0 * double(rows) * double(n) * double(vdim));
 }
 
@@ -364,7 +366,8 @@ KT_AVX512 void FusedTile::block(const float* k, int64_t k_stride, const float* v
   // Passes 2 and 3 per 16-row group, each over the keys its rows may see.
   for (int64_t r0 = 0; r0 < rows_; r0 += 16) {
     const KeySpan span = softmax_columns(st_, rp_, r0, n, runs, m_, l_, corr_);
-    pv_group(st_, rp_, r0, std::min(rows_, r0 + 16), span, runs, v, v_stride, vdim_, acc_, corr_);
+    pv_group(st_, rp_, r0, std::min(rows_, r0 + 16), span, runs, v, v_stride, vdim_, acc_, vdim_,
+             corr_);
   }
   issued_ += 2.0 * double(rows_) * double(n) * double(dim_ + vdim_);
 }

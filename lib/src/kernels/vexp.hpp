@@ -54,6 +54,11 @@ inline void scale_row(float* x, int64_t n, float s) {
   for (int64_t j = 0; j < n; ++j) x[j] *= s;
 }
 
+// The two dot products a·(w ⊙ c) and b·(w ⊙ c) over n entries, vectorised (out of line: inlined
+// into a large OpenMP region GCC 12 left the reduction scalar).
+void dot2_weighted(const float* a, const float* b, const float* w, const float* c, int64_t n,
+                   float& sa, float& sb);
+
 // Sets flush-to-zero and denormals-are-zero for the calling thread while alive (x86 MXCSR).
 class FlushDenormals {
  public:

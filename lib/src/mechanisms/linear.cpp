@@ -556,8 +556,8 @@ class LinearAttention final : public Mechanism {
         lane_scores(qt, rc, pk, d.dk, c, d.dk, at);
         for (int64_t j = 1; j < c; ++j) std::fill(at + j * rc, at + j * rc + j, 0.0f);
         std::fill(num, num + c * d.dv, 0.0f);
-        lane_accumulate(at, rc, c, c, vc, d.dv, d.dv, num);
-        lane_accumulate(qt, rc, c, d.dk, S, d.dv, d.dv, num);
+        lane_accumulate(at, rc, c, c, vc, d.dv, d.dv, num, d.dv);
+        lane_accumulate(qt, rc, c, d.dk, S, d.dv, d.dv, num, d.dv);
         if (d.normalize) {
           std::fill(den, den + rc, d.eps);
           for (int64_t j = 0; j < c; ++j) {
@@ -578,7 +578,7 @@ class LinearAttention final : public Mechanism {
 #pragma omp simd
           for (int64_t y = 0; y < d.dv; ++y) oc[t * d.dv + y] = num[t * d.dv + y] * inv;
         }
-        lane_accumulate(pk, d.dk, d.dk, c, vc, d.dv, d.dv, S);
+        lane_accumulate(pk, d.dk, d.dk, c, vc, d.dv, d.dv, S, d.dv);
         if (d.normalize)
           for (int64_t t = 0; t < c; ++t) {
             const float* kt = pk + t * d.dk;
