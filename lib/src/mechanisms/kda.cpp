@@ -25,9 +25,10 @@
 //   3. one unit-lower triangular solve per chunk, (I + A_kk)[W | U] = [βe^P ⊙ K | βV]
 //      (kernels/trsm.hpp, blocked by sub_chunk);
 //   4. Ṽ = U - W S, O = (e^P ⊙ Q) S + A_qk Ṽ (block-lower), S ← Diag(e^{P_c}) S + (e^X ⊙ K)ᵀ Ṽ:
-//      kernel = fused (default), on the lane kernels of tile.hpp (-Wᵀ, (e^P ⊙ Q)ᵀ and A_qkᵀ
-//      transposed once each, the decay of S folded into the last product's row scale);
-//      kernel = blas, cblas_sgemm. L = 8192, H = 8, d = 64, one thread: 51 vs 61 ms.
+//      kernel = fused (default), on the lane kernels of tile.hpp (-Wᵀ and (e^P ⊙ Q)ᵀ transposed
+//      once each, A_qk kept transposed from step 2 on, the decay of S folded into the last
+//      product's row scale; step 2's off-diagonal blocks as one lane product over the block's q
+//      and k rows); kernel = blas, cblas_sgemm. L = 8192, H = 8, d = 64, one thread: 46 vs 61 ms.
 //   Denormals: the kernel runs with FTZ/DAZ and exp_approx returns 0 below -87.
 // Fast, form = recurrent: the reference loop in float32 (vectorised), the decoding form.
 // Choices where the paper is silent: the diagonal-block decays are running products of α (spec
@@ -105,11 +106,18 @@ inline double gate_value(const Dims& d, double raw, double a_log, double dt_bias
 // Per-thread float scratch of the chunked form, and its layout.
 struct ChunkScratch {
   float *qn, *kn, *gg, *alpha, *eq, *ekx, *kb, *qt, *kt, *aqk, *akk, *wu, *beta, *dec, *lam, *e,
-      *lt;
+      *lt, *xt;
   static int64_t lanes(int64_t c) { return (c + 31) / 32 * 32; }
+  // Fused: A_qk is kept transposed, [C, lanes(C)]; lt holds one transposed operand (up to
+  // max(dk, C) rows of lanes), xt one off-diagonal block row's [A_qk | A_kk]ᵀ.
+  static int64_t aqk_floats(const Dims& d) { return d.fused ? d.C * lanes(d.C) : d.C * d.C; }
+  static int64_t lt_floats(const Dims& d) {
+    return d.fused ? std::max(d.dk, d.C) * std::max(lanes(d.C), lanes(2 * d.Cs)) : 0;
+  }
+  static int64_t xt_floats(const Dims& d) { return d.fused ? d.C * lanes(2 * d.Cs) : 0; }
   static int64_t floats(const Dims& d) {
-    return 7 * d.C * d.dk + 2 * d.Cs * d.dk + 2 * d.C * d.C + d.C * (d.dk + d.dv) + d.C + 3 * d.dk +
-           (d.fused ? std::max(d.dk, d.C) * lanes(d.C) : 0);
+    return 7 * d.C * d.dk + 2 * d.Cs * d.dk + aqk_floats(d) + d.C * d.C + d.C * (d.dk + d.dv) +
+           d.C + 3 * d.dk + lt_floats(d) + xt_floats(d);
   }
   ChunkScratch(const Dims& d, float* base) {
     float* p = base;
@@ -127,14 +135,15 @@ struct ChunkScratch {
     kb = take(d.C * d.dk);           // [C, dk] K_J ⊙ e^{Λ(j→n_I)} for the current block row
     qt = take(d.Cs * d.dk);          // [Cs, dk] Q_I ⊙ e^{Λ(n_I→i)}
     kt = take(d.Cs * d.dk);          // [Cs, dk] K_I ⊙ e^{Λ(n_I→i)}
-    aqk = take(d.C * d.C);           // [C, C] A_qk
+    aqk = take(aqk_floats(d));       // [C, C] A_qk (fused: A_qkᵀ, [C, lanes(C)])
     akk = take(d.C * d.C);           // [C, C] A_kk (strict lower)
     wu = take(d.C * (d.dk + d.dv));  // [C, dk+dv] RHS, then [W | U], then [W | Ṽ]
     beta = take(d.C);                // [C]
     dec = take(d.dk);                // [dk] running decay of a diagonal-block pair
     lam = take(d.dk);                // [dk] running log-decay sum
     e = take(d.dk);                  // [dk] exp(lam)
-    lt = d.fused ? take(std::max(d.dk, d.C) * lanes(d.C)) : nullptr;  // a transposed operand
+    lt = d.fused ? take(lt_floats(d)) : nullptr;  // a transposed operand
+    xt = d.fused ? take(xt_floats(d)) : nullptr;  // [C, lanes(2Cs)]
   }
 };
 
@@ -304,7 +313,10 @@ class KimiDeltaAttention final : public Mechanism {
         for (int64_t n = 0; n < ci; n += d.Cs) {
           const double rows = double(std::min(d.Cs, ci - n)), e = double(n) + rows;
           is += 2 * rows * e * dv;  // A_qk[I, <=I]·Ṽ
-          if (n > 0) is += 2 * 2 * rows * double(n) * dk, tr += (rows + double(n)) * dk;
+          // Off-diagonal A blocks: two GEMMs (blas), or one lane product over the block's q and k
+          // rows padded to a multiple of 32 lanes (fused).
+          const double lanes = d.fused ? double(ChunkScratch::lanes(2 * int64_t(rows))) : 2 * rows;
+          if (n > 0) is += 2 * lanes * double(n) * dk, tr += (rows + double(n)) * dk;
         }
         is += solve_unit_lower_gemm_flops(ci, d.dk + d.dv, d.Cs);
         issued += cnt * is;
@@ -554,11 +566,13 @@ class KimiDeltaAttention final : public Mechanism {
             w.lam[j] += gr[j];
           }
         }
-        // 2. A_qk and A_kk by sub-chunks.
-        std::fill(w.aqk, w.aqk + c * C, 0.0f);
+        // 2. A_qk and A_kk by sub-chunks. A_qk[i][j] is at aqk[i·ai + j·aj] (fused: transposed,
+        // as step 4's lane kernels read it).
+        const int64_t rc = ChunkScratch::lanes(c), ai = d.fused ? 1 : C, aj = d.fused ? rc : 1;
+        std::fill(w.aqk, w.aqk + (d.fused ? c * rc : c * C), 0.0f);
         for (int64_t n = 0; n < c; n += d.Cs) {
           const int64_t e = std::min(c, n + d.Cs), rows = e - n;
-          diagonal_block(d, w, n, e);
+          diagonal_block(d, w, n, e, ai, aj);
           if (n == 0) continue;
           // Λ(n→i) for the block's rows (within-block prefix, first row excluded).
           std::fill(w.lam, w.lam + dk, 0.0f);
@@ -584,9 +598,21 @@ class KimiDeltaAttention final : public Mechanism {
               w.lam[m] += gj[m];
             }
           }
-          blas::gemm(false, true, rows, n, dk, 1.0f, w.qt, dk, w.kb, dk, 0.0f, w.aqk + n * C, C);
-          blas::gemm(false, true, rows, n, dk, 1.0f, w.kt, dk, w.kb, dk, 0.0f, w.akk + n * C, C);
-          for (int64_t i = n; i < e; ++i) scale_row(w.akk + i * C, n, w.beta[i]);
+          if (d.fused) {  // one lane product for both: lanes = the block's q rows, then k rows
+            const int64_t r2 = ChunkScratch::lanes(2 * rows);
+            pack_lanes({w.qt, dk, w.kt - w.qt, rows}, 2 * rows, dk, 1.0f, w.lt, r2);
+            lane_scores(w.lt, r2, w.kb, dk, n, dk, w.xt);
+            for (int64_t j = 0; j < n; ++j) {
+              const float* xj = w.xt + j * r2;
+              std::copy(xj, xj + rows, w.aqk + j * rc + n);
+              for (int64_t r = 0; r < rows; ++r)
+                w.akk[(n + r) * C + j] = w.beta[n + r] * xj[rows + r];
+            }
+          } else {
+            blas::gemm(false, true, rows, n, dk, 1.0f, w.qt, dk, w.kb, dk, 0.0f, w.aqk + n * C, C);
+            blas::gemm(false, true, rows, n, dk, 1.0f, w.kt, dk, w.kb, dk, 0.0f, w.akk + n * C, C);
+            for (int64_t i = n; i < e; ++i) scale_row(w.akk + i * C, n, w.beta[i]);
+          }
         }
         // 3. (I + A_kk)[W | U] = [βe^P ⊙ K | βV].
         solve_unit_lower(c, dkv, w.akk, C, w.wu, dkv, d.Cs);
@@ -594,16 +620,14 @@ class KimiDeltaAttention final : public Mechanism {
         float* vt = w.wu + dk;
         float* orows = o + (bh * d.L + t0) * dv;
         if (d.fused) {  // lane kernels: the left operands transposed once (pack_lanes) into lt
-          const int64_t rc = ChunkScratch::lanes(c);
           pack_lanes({w.wu, dkv, 0, c}, c, dk, -1.0f, w.lt, rc);  // -Wᵀ
           lane_accumulate(w.lt, rc, c, dk, S, dv, dv, vt, dkv);
           pack_lanes({w.eq, dk, 0, c}, c, dk, 1.0f, w.lt, rc);  // (e^P ⊙ Q)ᵀ
           std::fill(orows, orows + c * dv, 0.0f);
           lane_accumulate(w.lt, rc, c, dk, S, dv, dv, orows, dv);
-          pack_lanes({w.aqk, C, 0, c}, c, c, 1.0f, w.lt, rc);  // A_qkᵀ
-          for (int64_t n = 0; n < c; n += d.Cs) {
+          for (int64_t n = 0; n < c; n += d.Cs) {  // A_qkᵀ is already transposed
             const int64_t e = std::min(c, n + d.Cs);
-            lane_accumulate(w.lt + n, rc, e - n, e, vt, dkv, dv, orows + n * dv, dv);
+            lane_accumulate(w.aqk + n, rc, e - n, e, vt, dkv, dv, orows + n * dv, dv);
           }
           lane_accumulate(w.ekx, dk, dk, c, vt, dkv, dv, S, dv, w.e);  // decays S by e^{P_c}
         } else {
@@ -623,7 +647,8 @@ class KimiDeltaAttention final : public Mechanism {
 
   // Diagonal block [n, e): A_qk[i, j] (j <= i) and A_kk[i, j] (j < i) pairwise, the decay of
   // each pair a running product of α (factors <= 1, no division).
-  static void diagonal_block(const Dims& d, ChunkScratch& w, int64_t n, int64_t e) {
+  static void diagonal_block(const Dims& d, ChunkScratch& w, int64_t n, int64_t e, int64_t ai,
+                             int64_t aj) {
     const int64_t dk = d.dk, C = d.C;
     for (int64_t i = n; i < e; ++i) {
       const float *qi = w.qn + i * dk, *ki = w.kn + i * dk;
@@ -637,7 +662,7 @@ class KimiDeltaAttention final : public Mechanism {
         }
         float sq, sk;
         dot2_weighted(qi, ki, kj, w.dec, dk, sq, sk);
-        w.aqk[i * C + j] = sq;
+        w.aqk[i * ai + j * aj] = sq;
         if (j < i) w.akk[i * C + j] = w.beta[i] * sk;
       }
     }
