@@ -298,7 +298,7 @@ class KimiDeltaAttention final : public Mechanism {
       c.time_complexity = "O(B·H·L·dk·dv)";
       c.space_complexity = "O(T·(dk + dv))";
       c.workspace_bytes =
-          double(threads_used(p)) *
+          double(slice_threads(p)) *
           (path == Path::Reference ? 8 * (d.dk * d.dv + 3 * d.dk + d.dv) : 4 * (3 * d.dk + d.dv));
     } else {
       const int64_t full = d.L / d.C, last = d.L % d.C;
@@ -330,7 +330,7 @@ class KimiDeltaAttention final : public Mechanism {
           d.C, d.Cs, BH * L * (6 * dk * dk + 3 * double(d.C) * dk + double(d.C) * d.C));
       c.time_complexity = "O(B·H·L·(C·(dk + dv) + dk·dv))";
       c.space_complexity = "O(T·(C² + C·(dk + dv)))";
-      c.workspace_bytes = double(threads_used(p)) * 4 * ChunkScratch::floats(d);
+      c.workspace_bytes = double(slice_threads(p)) * 4 * ChunkScratch::floats(d);
     }
     c.flops = BH * (core + L * pro);
     c.elementwise = BH * (ew + L * pro);
@@ -353,7 +353,7 @@ class KimiDeltaAttention final : public Mechanism {
     const Inputs x = inputs_of(d, in);
     float* o = output(out, "out").data();
     float* sl = output(out, "final_state").data();
-    const int nthreads = threads_used(p);
+    const int nthreads = slice_threads(p);
     const int64_t per = d.dk * d.dv + 3 * d.dk + d.dv;
     Workspace::Scope scope(ws);
     double* scratch = ws.alloc<double>(per * nthreads);
@@ -424,10 +424,6 @@ class KimiDeltaAttention final : public Mechanism {
             given ? nullptr : input(in, "dt_bias").data(),
             d.init ? input(in, "initial_state").data() : nullptr};
   }
-  static int threads_used(const Params& p) {
-    return static_cast<int>(std::min<int64_t>(p.i("batch") * p.i("heads"), p.i("threads")));
-  }
-
   // One prologue row in float32: y = x·(scale / |x|) (or x·scale), and the activated gate.
   static void norm_row(const float* x, float* y, int64_t n, bool l2norm, float s) {
     float f = s;
@@ -456,14 +452,9 @@ class KimiDeltaAttention final : public Mechanism {
     const Inputs x = inputs_of(d, in);
     float* o = output(out, "out").data();
     float* sl = output(out, "final_state").data();
-    const int nthreads = threads_used(p);
     const int64_t per = 3 * d.dk + d.dv;
-    Workspace::Scope scope(ws);
-    float* scratch = ws.alloc_floats(per * nthreads);
-#pragma omp parallel for num_threads(nthreads) schedule(dynamic, 1)
-    for (int64_t bh = 0; bh < d.B * d.H; ++bh) {
-      FlushDenormals ftz;
-      float* qv = scratch + per * omp_get_thread_num();
+    for_each_slice(p, per, ws, [&](float* mine, int64_t bh) {
+      float* qv = mine;
       float* kv = qv + d.dk;
       float* al = kv + d.dk;
       float* u = al + d.dk;
@@ -506,7 +497,7 @@ class KimiDeltaAttention final : public Mechanism {
           }
         }
       }
-    }
+    });
   }
 
   void chunked(const Params& p, const Dims& d, const TensorMap& in, TensorMap& out,
@@ -514,16 +505,10 @@ class KimiDeltaAttention final : public Mechanism {
     const Inputs x = inputs_of(d, in);
     float* o = output(out, "out").data();
     float* sl = output(out, "final_state").data();
-    const int nthreads = threads_used(p);
     const int64_t per = ChunkScratch::floats(d);
     const int64_t dk = d.dk, dv = d.dv, dkv = dk + dv, C = d.C;
-    Workspace::Scope scope(ws);
-    float* scratch = ws.alloc_floats(per * nthreads);
-    blas::ThreadsScope blas_single(1);
-#pragma omp parallel for num_threads(nthreads) schedule(dynamic, 1)
-    for (int64_t bh = 0; bh < d.B * d.H; ++bh) {
-      FlushDenormals ftz;
-      ChunkScratch w(d, scratch + per * omp_get_thread_num());
+    for_each_slice(p, per, ws, [&](float* mine, int64_t bh) {
+      ChunkScratch w(d, mine);
       float* S = sl + bh * dk * dv;
       const int64_t h = bh % d.H;
       if (x.s0)
@@ -642,7 +627,7 @@ class KimiDeltaAttention final : public Mechanism {
           blas::gemm(true, false, dk, dv, c, 1.0f, w.ekx, dk, vt, dkv, 1.0f, S, dv);
         }
       }
-    }
+    });
   }
 
   // Diagonal block [n, e): A_qk[i, j] (j <= i) and A_kk[i, j] (j < i) pairwise, the decay of

@@ -260,7 +260,7 @@ class LinearAttention final : public Mechanism {
       issued = 4 * L * dk * n;
       c.form = "non-causal (φ(K)ᵀV once)";
       const int64_t rb = std::min(kRowBlock, d.L);
-      c.workspace_bytes = double(threads_used(p)) * 4 * (rb * (d.dk + 2 * n) + d.dk * n);
+      c.workspace_bytes = double(slice_threads(p)) * 4 * (rb * (d.dk + 2 * n) + d.dk * n);
       c.space_complexity = "O(T·(Lb·(dk + dv) + dk·dv))";
       c.time_complexity = "O(B·H·L·dk·dv)";
     } else if (p.s("form") == "recurrent") {
@@ -270,7 +270,7 @@ class LinearAttention final : public Mechanism {
       ew = qscale + (norm ? L * dk + L + L * dv : 0);
       issued = 0;  // no GEMM: vectorised rank-1 updates and matrix-vector products
       c.form = "causal recurrent (token by token)";
-      c.workspace_bytes = double(threads_used(p)) * 4 * (d.dk * n + 2 * d.dk + n);
+      c.workspace_bytes = double(slice_threads(p)) * 4 * (d.dk * n + 2 * d.dk + n);
       c.space_complexity = "O(T·dk·dv)";
       c.time_complexity = "O(B·H·L·dk·dv)";
     } else {
@@ -302,7 +302,7 @@ class LinearAttention final : public Mechanism {
       c.form = fmt::format("causal chunked (chunk_size {}, dense masked {})", C,
                            d.fused ? "lane-kernel products" : "GEMMs");
       const int64_t cc = std::min(C, d.L);
-      c.workspace_bytes = double(threads_used(p)) * 4 *
+      c.workspace_bytes = double(slice_threads(p)) * 4 *
                           (d.fused ? double(fused_floats(d))
                                    : double(2 * cc * d.dk + cc * cc + 2 * cc * n + d.dk * n));
       c.space_complexity = "O(T·(C² + C·(dk + dv) + dk·dv))";
@@ -406,8 +406,14 @@ class LinearAttention final : public Mechanism {
   }
 
  private:
-  static int threads_used(const Params& p) {
-    return static_cast<int>(std::min<int64_t>(p.i("batch") * p.i("heads"), p.i("threads")));
+  // The q, k, v inputs and the out output of a forward.
+  struct Qkvo {
+    const float *q, *k, *v;
+    float* o;
+  };
+  static Qkvo qkvo(const TensorMap& in, TensorMap& out) {
+    return {input(in, "q").data(), input(in, "k").data(), input(in, "v").data(),
+            output(out, "out").data()};
   }
 
   // o = num / (den + eps) row by row (num has n = dv + 1 columns, the last one den), or a copy.
@@ -436,23 +442,14 @@ class LinearAttention final : public Mechanism {
 
   void noncausal(const Params& p, const Dims& d, const TensorMap& in, TensorMap& out,
                  Workspace& ws) const {
-    const float* q = input(in, "q").data();
-    const float* k = input(in, "k").data();
-    const float* v = input(in, "v").data();
-    float* o = output(out, "out").data();
+    const auto [q, k, v, o] = qkvo(in, out);
     const int64_t n = d.normalize ? d.dv + 1 : d.dv, rb = std::min(kRowBlock, d.L);
     const int64_t per = rb * d.dk + 2 * rb * n + d.dk * n;
-    const int nthreads = threads_used(p);
-    Workspace::Scope scope(ws);
-    float* scratch = ws.alloc_floats(per * nthreads);
-    blas::ThreadsScope blas_single(1);
-#pragma omp parallel for num_threads(nthreads) schedule(dynamic, 1)
-    for (int64_t bh = 0; bh < d.B * d.H; ++bh) {
-      FlushDenormals ftz;
-      float* phi = scratch + per * omp_get_thread_num();  // [rb, dk]
-      float* vb = phi + rb * d.dk;                        // [rb, n]
-      float* num = vb + rb * n;                           // [rb, n]
-      float* kv = num + rb * n;                           // [dk, n] = [KV | z]
+    for_each_slice(p, per, ws, [&](float* mine, int64_t bh) {
+      float* phi = mine;            // [rb, dk]
+      float* vb = phi + rb * d.dk;  // [rb, n]
+      float* num = vb + rb * n;     // [rb, n]
+      float* kv = num + rb * n;     // [dk, n] = [KV | z]
       const float* qs = q + bh * d.L * d.dk;
       const float* ks = k + bh * d.L * d.dk;
       const float* vs = v + bh * d.L * d.dv;
@@ -469,30 +466,21 @@ class LinearAttention final : public Mechanism {
         blas::gemm(false, false, rows, n, d.dk, 1.0f, phi, d.dk, kv, n, 0.0f, num, n);
         finish_rows(d, num, rows, n, o + (bh * d.L + i0) * d.dv);
       }
-    }
+    });
   }
 
   void chunked(const Params& p, const Dims& d, const TensorMap& in, TensorMap& out,
                Workspace& ws) const {
-    const float* q = input(in, "q").data();
-    const float* k = input(in, "k").data();
-    const float* v = input(in, "v").data();
-    float* o = output(out, "out").data();
+    const auto [q, k, v, o] = qkvo(in, out);
     const int64_t n = d.normalize ? d.dv + 1 : d.dv, C = std::min(d.C, d.L);
     const int64_t per = 2 * C * d.dk + C * C + 2 * C * n + d.dk * n;
-    const int nthreads = threads_used(p);
-    Workspace::Scope scope(ws);
-    float* scratch = ws.alloc_floats(per * nthreads);
-    blas::ThreadsScope blas_single(1);
-#pragma omp parallel for num_threads(nthreads) schedule(dynamic, 1)
-    for (int64_t bh = 0; bh < d.B * d.H; ++bh) {
-      FlushDenormals ftz;
-      float* pq = scratch + per * omp_get_thread_num();  // [C, dk] φ(scale·q)
-      float* pk = pq + C * d.dk;                         // [C, dk] φ(k)
-      float* a = pk + C * d.dk;                          // [C, C]  tril(φ(Q)φ(K)ᵀ)
-      float* vb = a + C * C;                             // [C, n]  [V | 1]
-      float* num = vb + C * n;                           // [C, n]  [num | den]
-      float* s = num + C * n;                            // [dk, n] [S | z]
+    for_each_slice(p, per, ws, [&](float* mine, int64_t bh) {
+      float* pq = mine;           // [C, dk] φ(scale·q)
+      float* pk = pq + C * d.dk;  // [C, dk] φ(k)
+      float* a = pk + C * d.dk;   // [C, C]  tril(φ(Q)φ(K)ᵀ)
+      float* vb = a + C * C;      // [C, n]  [V | 1]
+      float* num = vb + C * n;    // [C, n]  [num | den]
+      float* s = num + C * n;     // [dk, n] [S | z]
       load_state(d, in, bh, s, n, s + d.dv, n);
       const float* qs = q + bh * d.L * d.dk;
       const float* ks = k + bh * d.L * d.dk;
@@ -510,7 +498,7 @@ class LinearAttention final : public Mechanism {
         blas::gemm(true, false, d.dk, n, c, 1.0f, pk, d.dk, vb, n, 1.0f, s, n);
       }
       store_state(d, out, bh, s, n, s + d.dv, n);
-    }
+    });
   }
 
   // Causal chunked form on the lane kernels (tile.hpp): per chunk of c rows, the rows are the
@@ -523,26 +511,18 @@ class LinearAttention final : public Mechanism {
   // value column would cost the lane kernels a whole extra pass).
   void chunked_fused(const Params& p, const Dims& d, const TensorMap& in, TensorMap& out,
                      Workspace& ws) const {
-    const float* q = input(in, "q").data();
-    const float* k = input(in, "k").data();
-    const float* v = input(in, "v").data();
-    float* o = output(out, "out").data();
+    const auto [q, k, v, o] = qkvo(in, out);
     const int64_t C = std::min(d.C, d.L), rp = fused_lanes(C);
     const int64_t per = fused_floats(d);
-    const int nthreads = threads_used(p);
-    Workspace::Scope scope(ws);
-    float* scratch = ws.alloc_floats(per * nthreads);
-#pragma omp parallel for num_threads(nthreads) schedule(dynamic, 1)
-    for (int64_t bh = 0; bh < d.B * d.H; ++bh) {
-      FlushDenormals ftz;
-      float* pq = scratch + per * omp_get_thread_num();  // [C, dk]  φ(scale·q)
-      float* qt = pq + C * d.dk;                         // [dk, rp] its transpose
-      float* pk = qt + d.dk * rp;                        // [C, dk]  φ(k)
-      float* at = pk + C * d.dk;                         // [C, rp]  AT[t'][t]
-      float* num = at + C * rp;                          // [C, dv]
-      float* S = num + C * d.dv;                         // [dk, dv]
-      float* z = S + d.dk * d.dv;                        // [dk]
-      float* den = z + d.dk;                             // [rp]
+    for_each_slice(p, per, ws, [&](float* mine, int64_t bh) {
+      float* pq = mine;            // [C, dk]  φ(scale·q)
+      float* qt = pq + C * d.dk;   // [dk, rp] its transpose
+      float* pk = qt + d.dk * rp;  // [C, dk]  φ(k)
+      float* at = pk + C * d.dk;   // [C, rp]  AT[t'][t]
+      float* num = at + C * rp;    // [C, dv]
+      float* S = num + C * d.dv;   // [dk, dv]
+      float* z = S + d.dk * d.dv;  // [dk]
+      float* den = z + d.dk;       // [rp]
       load_state(d, in, bh, S, d.dv, z, 1);
       const float* qs = q + bh * d.L * d.dk;
       const float* ks = k + bh * d.L * d.dk;
@@ -587,7 +567,7 @@ class LinearAttention final : public Mechanism {
           }
       }
       store_state(d, out, bh, S, d.dv, z, 1);
-    }
+    });
   }
 
   // Lanes of a chunk of c rows in the lane kernels, and the fused form's floats per thread.
@@ -601,22 +581,14 @@ class LinearAttention final : public Mechanism {
 
   void recurrent(const Params& p, const Dims& d, const TensorMap& in, TensorMap& out,
                  Workspace& ws) const {
-    const float* q = input(in, "q").data();
-    const float* k = input(in, "k").data();
-    const float* v = input(in, "v").data();
-    float* o = output(out, "out").data();
+    const auto [q, k, v, o] = qkvo(in, out);
     const int64_t n = d.normalize ? d.dv + 1 : d.dv;
     const int64_t per = d.dk * n + 2 * d.dk + n;
-    const int nthreads = threads_used(p);
-    Workspace::Scope scope(ws);
-    float* scratch = ws.alloc_floats(per * nthreads);
-#pragma omp parallel for num_threads(nthreads) schedule(dynamic, 1)
-    for (int64_t bh = 0; bh < d.B * d.H; ++bh) {
-      FlushDenormals ftz;
-      float* s = scratch + per * omp_get_thread_num();  // [dk, n] [S | z]
-      float* pq = s + d.dk * n;                         // [dk]
-      float* pk = pq + d.dk;                            // [dk]
-      float* vb = pk + d.dk;                            // [n] [v | 1]
+    for_each_slice(p, per, ws, [&](float* mine, int64_t bh) {
+      float* s = mine;           // [dk, n] [S | z]
+      float* pq = s + d.dk * n;  // [dk]
+      float* pk = pq + d.dk;     // [dk]
+      float* vb = pk + d.dk;     // [n] [v | 1]
       load_state(d, in, bh, s, n, s + d.dv, n);
       if (d.normalize) vb[d.dv] = 1.0f;
       for (int64_t t = 0; t < d.L; ++t) {
@@ -648,7 +620,7 @@ class LinearAttention final : public Mechanism {
         }
       }
       store_state(d, out, bh, s, n, s + d.dv, n);
-    }
+    });
   }
 
   // [S | z] of slice bh (ld n) from the inputs, or zero.
