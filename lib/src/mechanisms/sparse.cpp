@@ -566,6 +566,12 @@ class SparseAttention final : public Mechanism {
           const int64_t sl = s1.slice(g0 + item / tiles1), t = item % tiles1, i0 = t * t1.rows;
           const RowSeq x{q + sl * Ld, k + sl * Ld, v + sl * Lv,  g.d,  g.d,
                          g.dv,        o + sl * Lv, lse + sl * L, g.dv, 1};
+          // The next tile's q (and o, resumed from) rows: their loads are this stage's misses.
+          for (int64_t i = i0 + t1.rows; i < std::min(L, i0 + 2 * t1.rows); ++i) {
+            for (int64_t c = 0; c < g.d; c += 16) __builtin_prefetch(x.q + i * g.d + c);
+            if (resume)
+              for (int64_t c = 0; c < g.dv; c += 16) __builtin_prefetch(x.o + i * g.dv + c);
+          }
           attend_rows(tile, g, a1, 0, i0, std::min(L, i0 + t1.rows), L, t1.keys, x, resume, blocks);
         }
       }
