@@ -28,6 +28,7 @@
 // 16 keys ahead; exact mode pre-filters candidates above the threshold for 2k. Work: O(L²·r) for
 // (1), O(L·k·d) for (3); no L x L buffer anywhere (a thread holds block_rows x L predictor scores).
 #include <fmt/format.h>
+#include <immintrin.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -35,13 +36,23 @@
 
 #include "kernels/blas.hpp"
 #include "kernels/gather.hpp"
+#include "kernels/lane_dots.hpp"
 #include "kernels/topk.hpp"
 #include "mechanisms/common.hpp"
 #include "mechanisms/mechanisms.hpp"
 
+#define KT_AVX512 __attribute__((target("avx512f,avx512dq,fma")))
+
 namespace kt {
 
 namespace {
+
+constexpr int64_t kSubRows = 64;   // query rows (lanes) per subtile: a kept-row mask is 64 bits
+constexpr int64_t kKeyBlock = 32;  // keys per scored block (selection) and per streamed batch
+
+int64_t pad16(int64_t n) {
+  return (n + 15) / 16 * 16;
+}
 
 struct SparkDims {
   int64_t B, H, G, L, d, dv, r, k, br;
@@ -66,20 +77,53 @@ struct SparkDims {
   int64_t tiles() const { return (L + br - 1) / br; }
   int64_t items() const { return B * H * tiles(); }
   int64_t nthreads() const { return std::min<int64_t>(threads, items()); }
+  int64_t theta_threads() const { return std::min<int64_t>(threads, B * H); }
   int64_t visible(int64_t i) const { return causal ? i + 1 : L; }
-  // Floats per thread: scaled predictor queries, scores, index list (+16 slack), weights, gate
-  // inputs, exact-mode scratch.
-  // Each segment is padded to 16 floats (64 bytes).
-  static int64_t pad(int64_t n) { return (n + 15) / 16 * 16; }
-  int64_t per_thread() const {
-    return pad(br * r) + pad(br * L) + pad(L + 16) + 2 * pad(L) +
-           (mode == TopkMode::Exact ? pad(L) : 0);
+  int64_t jmax(int64_t i1) const { return causal ? i1 : L; }  // keys a block of rows < i1 sees
+  bool statistical() const { return mode == TopkMode::Statistical; }
+  // The fast path's fused kernel: statistical mode on a CPU with AVX-512 (else per-row path).
+  bool fused() const { return statistical() && lane_dots_avx512(); }
+  int64_t rp_max() const { return std::min(kSubRows, pad16(br)); }  // lanes of a subtile
+  // Each per-thread segment is padded to 16 floats (64 bytes).
+  static int64_t pad(int64_t n) { return pad16(n); }
+  // Per-row layout (reference; fast path in exact mode or without AVX-512): scaled predictor
+  // queries qt [r, rp], the subtile's scores S [jmax, rp], one row copied out, index list (+16),
+  // weights (2 x L floats: doubles in the reference, w and gate inputs in the fast path), exact
+  // scratch.
+  int64_t rows_floats() const {
+    const int64_t rp = rp_max();
+    return pad(r * rp) + pad(rp * L) + pad(L) + pad(L + 16) + 3 * pad(L);
+  }
+  // Fused layout: qt [r, rp], scores of one key block [kKeyBlock, rp], kept scores (worst case
+  // rp·L + 16), per-key row masks (L uint64), θ lanes, row max, row sum, accumulators [rp, dv],
+  // pending pairs of a key block (gate input, exp, weight, row), their per-key starts, and the
+  // single-row queries of the argmax guard [r, 16].
+  int64_t fused_floats() const {
+    const int64_t rp = rp_max(), P = kKeyBlock * rp;
+    return pad(r * rp) + pad(kKeyBlock * rp) + pad(rp * L + 16) + pad(2 * L) + 3 * pad(rp) +
+           pad(rp * dv) + 4 * pad(P) + pad(kKeyBlock + 1) + pad(r * 16);
+  }
+  int64_t per_thread(Path path) const {
+    return path == Path::Fast && fused() ? fused_floats() : rows_floats();
+  }
+  // Calls f(i0, i1) for the subtiles (<= kSubRows rows) of the tile [t0, t1).
+  template <class F>
+  void subtiles(int64_t t0, int64_t t1, F&& f) const {
+    for (int64_t i0 = t0; i0 < t1; i0 += kSubRows) f(i0, std::min(t1, i0 + kSubRows));
+  }
+  // Predictor (lane, key) pairs the score kernel issues: padded lanes x visible keys per subtile.
+  double issued_pairs() const {
+    double pairs = 0;
+    for (int64_t t0 = 0; t0 < L; t0 += br)
+      subtiles(t0, std::min(L, t0 + br),
+               [&](int64_t i0, int64_t i1) { pairs += double(pad16(i1 - i0)) * double(jmax(i1)); });
+    return pairs;
   }
 };
 
-// Copies K[:, :r] of every (b, g) into k1 [B,G,L,r] (contiguous predictor keys, what the
-// predictor GEMM streams) and, when kv is given, [K[:, r:] ; V] into kv [B,G,L,(d - r) + dv] (one
-// contiguous row per key for the gathers of pass 3).
+// Copies K[:, :r] of every (b, g) into k1 [B,G,L,r] (contiguous predictor keys, what the score
+// kernel streams) and, when kv is given, [K[:, r:] ; V] into kv [B,G,L,(d - r) + dv] (one
+// contiguous row per key for the gate and value pass).
 void pack_keys(const SparkDims& s, const float* k, const float* v, float* k1, float* kv) {
   const int64_t rows = s.B * s.G * s.L, w = s.d - s.r + s.dv;
 #pragma omp parallel for num_threads(s.threads) schedule(static)
@@ -93,35 +137,218 @@ void pack_keys(const SparkDims& s, const float* k, const float* v, float* k1, fl
   }
 }
 
-// Pass (1) for the queries [i0, i1) of head h: S[(i - i0)·L + j] = α·q_i[:r]·k_j[:r], j < jmax,
-// from the packed k1. Returns jmax. qt holds (i1 - i0)·r floats.
-int64_t predictor_scores(const SparkDims& s, const float* q, const float* k1, int64_t b, int64_t h,
-                         int64_t i0, int64_t i1, float* qt, float* S) {
-  const int64_t g = h / (s.H / s.G), rows = i1 - i0;
-  const int64_t jmax = s.causal ? i1 : s.L;
-  const float* qb = q + ((b * s.H + h) * s.L + i0) * s.d;
-  for (int64_t t = 0; t < rows; ++t)
-    for (int64_t c = 0; c < s.r; ++c) qt[t * s.r + c] = qb[t * s.d + c] * s.scale;
-  blas::gemm(false, true, rows, jmax, s.r, 1.0f, qt, s.r, k1 + (b * s.G + g) * s.L * s.r, s.r, 0.0f,
-             S, s.L);
-  return jmax;
+// θ of every query row (statistical mode), [B,H,L] doubles, from the keys' moments (topk.hpp):
+// computed once, read by both paths, so they take identical keep/drop decisions.
+void thresholds(const SparkDims& s, const float* q, const float* k, double* scratch,
+                double* theta) {
+  const int64_t per = s.r * s.r + 3 * s.r;
+#pragma omp parallel for num_threads(static_cast <int>(s.theta_threads())) schedule(dynamic, 1)
+  for (int64_t bh = 0; bh < s.B * s.H; ++bh) {
+    const int64_t b = bh / s.H, g = (bh % s.H) / (s.H / s.G);
+    moment_thresholds(q + bh * s.L * s.d, s.d, k + (b * s.G + g) * s.L * s.d, s.d, s.L, s.r,
+                      s.scale, s.k, s.causal, scratch + omp_get_thread_num() * per,
+                      theta + bh * s.L);
+  }
 }
 
-// Runs body(thread scratch, b, h, i0, i1) over every (b, h, query tile), largest (latest) causal
-// tiles first, BLAS single-threaded inside.
+// qt[c·rp + l] = α·q_l[c] for the rows l < rows (row stride d), c < r; padding lanes zero.
+void pack_queries(const SparkDims& s, const float* qrows, int64_t rows, int64_t rp, float* qt) {
+  for (int64_t c = 0; c < s.r; ++c)
+    for (int64_t l = 0; l < rp; ++l) qt[c * rp + l] = l < rows ? qrows[l * s.d + c] * s.scale : 0;
+}
+
+// Predictor scores of a subtile (rows i0.. of one head) against keys [0, n): S[j·rp + l], by the
+// shared score kernel (bit-identical in both paths and in the guard's single-row recompute).
+void subtile_scores(const SparkDims& s, const float* qt, int64_t rp, const float* k1b, int64_t j0,
+                    int64_t n, float* S) {
+  lane_dots(qt, rp, k1b + j0 * s.r, s.r, n, s.r, S);
+}
+
+// First argmax of row l of a subtile's scores over its n visible keys, recomputing them one
+// key block at a time for that row alone (16 lanes: qt1 [r, 16], st [kKeyBlock, 16]).
+int64_t guard_argmax(const SparkDims& s, const float* qrow, const float* k1b, int64_t n, float* qt1,
+                     float* st) {
+  pack_queries(s, qrow, 1, 16, qt1);
+  int64_t best = 0;
+  float best_s = 0;
+  for (int64_t j0 = 0; j0 < n; j0 += kKeyBlock) {
+    const int64_t nb = std::min(kKeyBlock, n - j0);
+    subtile_scores(s, qt1, 16, k1b, j0, nb, st);
+    for (int64_t jj = 0; jj < nb; ++jj)
+      if (j0 + jj == 0 || st[jj * 16] > best_s) best = j0 + jj, best_s = st[jj * 16];
+  }
+  return best;
+}
+
+struct FusedScratch {
+  float *qt, *st, *ks, *th, *mx, *z, *acc, *px, *pe, *pw, *qt1;
+  uint64_t* kmask;
+  int32_t *pt, *pstart;
+  FusedScratch(const SparkDims& s, float* f) {
+    const int64_t rp = s.rp_max(), P = kKeyBlock * rp;
+    auto take = [&f](int64_t n) {
+      float* p = f;
+      f += SparkDims::pad(n);
+      return p;
+    };
+    qt = take(s.r * rp);
+    st = take(kKeyBlock * rp);
+    ks = take(rp * s.L + 16);
+    kmask = reinterpret_cast<uint64_t*>(take(2 * s.L));
+    th = take(rp);
+    mx = take(rp);
+    z = take(rp);
+    acc = take(rp * s.dv);
+    px = take(P);
+    pe = take(P);
+    pw = take(P);
+    pt = reinterpret_cast<int32_t*>(take(P));
+    pstart = reinterpret_cast<int32_t*>(take(kKeyBlock + 1));
+    qt1 = take(s.r * 16);
+  }
+};
+
+// a[0..n)·b[0..n) in 16-lane steps (masked tail), one horizontal sum.
+KT_AVX512 inline float dot512(const float* a, const float* b, int64_t n) {
+  __m512 acc = _mm512_setzero_ps();
+  int64_t c = 0;
+  for (; c + 16 <= n; c += 16)
+    acc = _mm512_fmadd_ps(_mm512_loadu_ps(a + c), _mm512_loadu_ps(b + c), acc);
+  if (c < n) {
+    const __mmask16 m = __mmask16((1u << (n - c)) - 1);
+    acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + c), _mm512_maskz_loadu_ps(m, b + c), acc);
+  }
+  return _mm512_reduce_add_ps(acc);
+}
+
+// y[0..n) += w·x[0..n).
+KT_AVX512 inline void axpy512(float w, const float* x, float* y, int64_t n) {
+  const __m512 wv = _mm512_set1_ps(w);
+  int64_t c = 0;
+  for (; c + 16 <= n; c += 16)
+    _mm512_storeu_ps(y + c, _mm512_fmadd_ps(wv, _mm512_loadu_ps(x + c), _mm512_loadu_ps(y + c)));
+  if (c < n) {
+    const __mmask16 m = __mmask16((1u << (n - c)) - 1);
+    _mm512_mask_storeu_ps(
+        y + c, m,
+        _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(m, x + c), _mm512_maskz_loadu_ps(m, y + c)));
+  }
+}
+
+// The fused fast path for one subtile: rows [i0, i0 + rows) of one head (query rows qr, stride
+// d; θ th_rows), output rows o (stride dv). Returns the predictor flops it issued.
+//   select: per block of kKeyBlock keys, scores by the shared kernel into a [block, rp] L1
+//           buffer, compared per 16 rows with the θ lanes and the causal limit; emitted per key
+//           as a 64-bit mask of the rows keeping it plus the kept scores compressed in row
+//           order; running max of the kept scores per row.
+//   stream: keys in increasing j; per key its rows: gate dot α·q[r:]·k[r:] and exp(s - max)
+//           into a pending batch; per batch the exps and softplus vectorised, then
+//           acc_row += w·v_j and z_row += e with v_j read once per batch.
+//   rows that keep nothing: argmax guard (recomputed scores of that row alone).
+KT_AVX512 double fused_subtile(const SparkDims& s, const float* qr, const double* th_rows,
+                               const float* k1b, const float* kvb, int64_t i0, int64_t rows,
+                               const FusedScratch& w, float* o) {
+  const int64_t rp = pad16(rows), nv = rp / 16, jmax = s.jmax(i0 + rows), dg = s.d - s.r,
+                w2 = dg + s.dv;
+  pack_queries(s, qr, rows, rp, w.qt);
+  __m512 thv[4], mx[4];
+  for (int64_t l = 0; l < rp; ++l)
+    w.th[l] = l < rows ? compare_threshold(th_rows[l], s.visible(i0 + l), s.k) : INFINITY;
+  for (int64_t v = 0; v < nv; ++v) {
+    thv[v] = _mm512_loadu_ps(w.th + 16 * v);
+    mx[v] = _mm512_set1_ps(-INFINITY);
+  }
+  int64_t p = 0;
+  uint64_t any = 0;
+  for (int64_t j0 = 0; j0 < jmax; j0 += kKeyBlock) {
+    const int64_t nb = std::min(kKeyBlock, jmax - j0);
+    subtile_scores(s, w.qt, rp, k1b, j0, nb, w.st);
+    for (int64_t jj = 0; jj < nb; ++jj) {
+      const int64_t lim0 = s.causal ? j0 + jj - i0 : 0;  // lanes below it cannot see the key
+      uint64_t km = 0;
+      for (int64_t v = 0; v < nv; ++v) {
+        const __m512 sv = _mm512_loadu_ps(w.st + jj * rp + 16 * v);
+        __mmask16 m = _mm512_cmp_ps_mask(sv, thv[v], _CMP_GT_OQ);
+        const int64_t lim = lim0 - 16 * v;
+        if (lim > 0) m &= lim >= 16 ? __mmask16(0) : __mmask16(0xffffu << lim);
+        // Compress in a register and store a full vector (the memory form is slow on Zen 4);
+        // ks has 16 floats of slack.
+        _mm512_storeu_ps(w.ks + p, _mm512_maskz_compress_ps(m, sv));
+        p += __builtin_popcount(m);
+        mx[v] = _mm512_mask_max_ps(mx[v], m, mx[v], sv);
+        km |= uint64_t(m) << (16 * v);
+      }
+      w.kmask[j0 + jj] = km;
+      any |= km;
+    }
+  }
+  for (int64_t v = 0; v < nv; ++v) _mm512_storeu_ps(w.mx + 16 * v, mx[v]);
+  double issued = 2.0 * double(s.r) * double(rp) * double(jmax);
+
+  std::fill(w.acc, w.acc + rows * s.dv, 0.0f);
+  std::fill(w.z, w.z + rows, 0.0f);
+  p = 0;
+  for (int64_t j0 = 0; j0 < jmax; j0 += kKeyBlock) {
+    const int64_t nb = std::min(kKeyBlock, jmax - j0);
+    int32_t np = 0;
+    for (int64_t jj = 0; jj < nb; ++jj) {
+      w.pstart[jj] = np;
+      uint64_t km = w.kmask[j0 + jj];
+      const float* k2 = kvb + (j0 + jj) * w2;
+      for (; km; km &= km - 1) {
+        const int t = __builtin_ctzll(km);
+        w.px[np] = dot512(qr + t * s.d + s.r, k2, dg);
+        w.pe[np] = w.ks[p++] - w.mx[t];
+        w.pt[np++] = t;
+      }
+    }
+    w.pstart[nb] = np;
+    const float alpha = s.scale;
+#pragma omp simd
+    for (int32_t e = 0; e < np; ++e) {
+      const float ex = exp_approx(w.pe[e]);
+      w.pw[e] = ex * softplus_approx(alpha * w.px[e]);
+      w.pe[e] = ex;
+    }
+    for (int64_t jj = 0; jj < nb; ++jj) {
+      const float* vj = kvb + (j0 + jj) * w2 + dg;
+      for (int32_t e = w.pstart[jj]; e < w.pstart[jj + 1]; ++e) {
+        axpy512(w.pw[e], vj, w.acc + w.pt[e] * s.dv, s.dv);
+        w.z[w.pt[e]] += w.pe[e];
+      }
+    }
+  }
+  for (int64_t t = 0; t < rows; ++t) {
+    float* ot = o + t * s.dv;
+    if (any >> t & 1) {
+      const float inv = 1.0f / w.z[t];
+      for (int64_t c = 0; c < s.dv; ++c) ot[c] = w.acc[t * s.dv + c] * inv;
+      continue;
+    }
+    // Nothing above θ: keep the first argmax alone (softmax weight 1).
+    const int64_t n = s.visible(i0 + t);
+    const int64_t a = guard_argmax(s, qr + t * s.d, k1b, n, w.qt1, w.st);
+    issued += 2.0 * double(s.r) * 16.0 * double(n);
+    const float g = softplus_approx(s.scale * dot512(qr + t * s.d + s.r, kvb + a * w2, dg));
+    for (int64_t c = 0; c < s.dv; ++c) ot[c] = g * kvb[a * w2 + dg + c];
+  }
+  return issued;
+}
+
+// Runs body(thread scratch, b, h, t0, t1) over every (b, h, query tile), largest (latest) causal
+// tiles first.
 template <class Body>
-void for_each_tile(const SparkDims& s, float* scratch, Body&& body) {
+void for_each_tile(const SparkDims& s, float* scratch, int64_t per_thread, Body&& body) {
   const int64_t tiles = s.tiles(), items = s.items();
-  blas::ThreadsScope blas_single(1);
 #pragma omp parallel num_threads(static_cast <int>(s.nthreads()))
   {
     FlushDenormals ftz;
-    float* mine = scratch + s.per_thread() * omp_get_thread_num();
+    float* mine = scratch + per_thread * omp_get_thread_num();
 #pragma omp for schedule(dynamic, 1)
     for (int64_t item = 0; item < items; ++item) {
       const int64_t t = tiles - 1 - item % tiles, bh = item / tiles;
-      const int64_t i0 = t * s.br, i1 = std::min(s.L, i0 + s.br);
-      body(mine, bh / s.H, bh % s.H, i0, i1);
+      const int64_t t0 = t * s.br, t1 = std::min(s.L, t0 + s.br);
+      body(mine, bh / s.H, bh % s.H, t0, t1);
     }
   }
 }
@@ -224,19 +451,17 @@ class SparkAttention final : public Mechanism {
     const SparkDims s(p);
     const double L = s.L, k = s.k, d = s.d, dv = s.dv, r = s.r, slices = double(s.B * s.H);
     // Per (b, h) slice: N visible pairs (predictor), M kept pairs (gate + values; statistical
-    // mode keeps about min(k, n) per row, exact mode exactly that), N_big pairs and R_big rows
-    // that need a threshold (n > k).
-    double N, M, Nbig, Rbig;
+    // mode keeps about min(k, n) per row, exact mode exactly that), R_big rows that need a
+    // threshold (n > k).
+    double N, M, Rbig;
     if (s.causal) {
       const double kc = std::min(k, L);
       N = L * (L + 1) / 2;
       M = kc * (kc + 1) / 2 + (L - kc) * k;
-      Nbig = L > k ? N - k * (k + 1) / 2 : 0;
       Rbig = std::max(0.0, L - k);
     } else {
       N = L * L;
       M = L * std::min(k, L);
-      Nbig = L > k ? N : 0;
       Rbig = L > k ? L : 0;
     }
     CostModel c;
@@ -244,34 +469,67 @@ class SparkAttention final : public Mechanism {
                  values = slices * 2 * dv * M;
     c.flops = pred + gate + values;
     c.flops_parts = {{"predictor", pred}, {"gate", gate}, {"values", values}};
-    // Scale folded into the predictor queries (L·r); statistics (shift, add, square, add) and one
-    // compare per visible key of a thresholded row; softmax 3M - 2L; gate scale and product 2M;
-    // deferred normalisation L·dv + L.
-    c.elementwise = slices * (L * r + 5 * Nbig + 3 * M - 2 * L + 2 * M + L * dv + L);
+    // Predictor scores as issued: padded lanes (16) x visible keys per subtile of <= 64 rows
+    // (the causal tile's upper triangle included); the gate and value sums are not counted
+    // (sparse, per kept pair). The argmax guard's single-row recompute (16 lanes x n keys, only
+    // for a row that keeps nothing: never with non-degenerate scores) is counted when it runs.
+    const double issued_pairs = s.issued_pairs();
+    c.issued_flops = slices * 2 * r * issued_pairs;
+    // Scale folded into the predictor queries (L·r); statistics from the key moments (statistical
+    // mode: per key a rank-1 update of the r x r second moment, per thresholded row a quadratic
+    // form, 2·r² each); one compare per issued (lane, key); softmax 3M - 2L; gate scale and
+    // product 2M; deferred normalisation L·dv + L.
+    const double stats = s.statistical() ? 2 * r * r * (L + Rbig) : 0;
+    c.elementwise = slices * (L * r + stats + issued_pairs + 3 * M - 2 * L + 2 * M + L * dv + L);
     // exp per kept key (softmax), softplus = exp + log1p per kept key, sqrt + Φ⁻¹ per
     // thresholded row.
     c.transcendentals = slices * (3 * M + 2 * Rbig);
-    // Predictor GEMMs as issued: rows x jmax per tile (the tile's upper triangle included).
-    double tile_pairs = 0;
-    for (int64_t i0 = 0; i0 < s.L; i0 += s.br) {
-      const int64_t i1 = std::min(s.L, i0 + s.br);
-      tile_pairs += double(i1 - i0) * double(s.causal ? i1 : s.L);
-    }
-    c.issued_flops = slices * 2 * r * tile_pairs;  // the gate and value sums are not GEMMs
     c.io_bytes = 4 * (slices * L * (d + dv) + double(s.B * s.G) * L * (d + dv));
     c.kv_bytes_per_token = 4 * double(s.G) * (d + dv);
-    c.time_complexity = "O(B·H·(L²·r + L·k·d))";
-    c.space_complexity = "O(T·Br·L + B·G·L·(d + dv))";
-    const double packed_k1 = 4.0 * double(s.B * s.G * s.L * s.r);
-    if (path == Path::Fast) {
-      c.workspace_bytes = 4.0 * double(s.nthreads() * s.per_thread()) + packed_k1 +
-                          4.0 * double(s.B * s.G * s.L * (s.d - s.r + s.dv));
-      c.form = "predictor GEMM per row tile + threshold + gather over kept keys";
-    } else {
-      c.workspace_bytes = 4.0 * double(s.nthreads() * s.per_thread()) + packed_k1;
-      c.form = "predictor GEMM per row tile + sort/double-precision selection and sums";
-    }
+    c.time_complexity = "O(B·H·(L²·r + L·k·d + L·r²))";
+    c.space_complexity = "O(T·64·L + B·G·L·(d + dv) + B·H·L)";
+    // Allocations, in order: per-thread scratch, packed K1, ([K2;V] fast), θ and the moment
+    // scratch (statistical).
+    double bytes = Workspace::padded_float_bytes(double(s.nthreads() * s.per_thread(path))) +
+                   Workspace::padded_float_bytes(double(s.B * s.G * s.L * s.r));
+    if (path == Path::Fast)
+      bytes += Workspace::padded_float_bytes(double(s.B * s.G * s.L * (s.d - s.r + s.dv)));
+    if (s.statistical())
+      bytes +=
+          double(Workspace::padded_bytes(size_t(8 * s.B * s.H * s.L))) +
+          double(Workspace::padded_bytes(size_t(8 * s.theta_threads() * (s.r * s.r + 3 * s.r))));
+    c.workspace_bytes = bytes;
+    if (path == Path::Fast)
+      c.form = s.fused() ? "θ from key moments + fused AVX-512 score/compare per 64-row tile + "
+                           "key-streamed gate and values"
+                         : "θ from key moments (statistical) + lane-dot scores per 64-row tile + "
+                           "per-row selection and gather over kept keys";
+    else
+      c.form =
+          "θ from key moments (statistical) + lane-dot scores per 64-row tile + "
+          "sort/double-precision selection and sums";
     return c;
+  }
+
+  // Allocations shared by both paths (the order cost() assumes): per-thread scratch, K1, [K2;V]
+  // (fast), θ (statistical, computed here).
+  struct Buffers {
+    float *scratch, *k1, *kv = nullptr;
+    double* theta = nullptr;
+  };
+  static Buffers prepare(const SparkDims& s, Path path, const TensorMap& in, Workspace& ws) {
+    const float *q = input(in, "q").data(), *k = input(in, "k").data(), *v = input(in, "v").data();
+    Buffers bf;
+    bf.scratch = ws.alloc_floats(s.nthreads() * s.per_thread(path));
+    bf.k1 = ws.alloc_floats(s.B * s.G * s.L * s.r);
+    if (path == Path::Fast) bf.kv = ws.alloc_floats(s.B * s.G * s.L * (s.d - s.r + s.dv));
+    pack_keys(s, k, v, bf.k1, bf.kv);
+    if (s.statistical()) {
+      bf.theta = ws.alloc<double>(s.B * s.H * s.L);
+      double* mscratch = ws.alloc<double>(s.theta_threads() * (s.r * s.r + 3 * s.r));
+      thresholds(s, q, k, mscratch, bf.theta);
+    }
+    return bf;
   }
 
   void reference(const Params& p, const TensorMap& in, TensorMap& out,
@@ -280,102 +538,135 @@ class SparkAttention final : public Mechanism {
     const float *q = input(in, "q").data(), *k = input(in, "k").data(), *v = input(in, "v").data();
     float* o = output(out, "out").data();
     Workspace::Scope scope(ws);
-    float* scratch = ws.alloc_floats(s.nthreads() * s.per_thread());
-    float* k1 = ws.alloc_floats(s.B * s.G * s.L * s.r);
-    pack_keys(s, k, v, k1, nullptr);
-    for_each_tile(s, scratch, [&](float* mine, int64_t b, int64_t h, int64_t i0, int64_t i1) {
-      float* qt = mine;
-      float* S = qt + s.pad(s.br * s.r);
-      int32_t* idx = reinterpret_cast<int32_t*>(S + s.pad(s.br * s.L));
-      double* w = reinterpret_cast<double*>(idx + s.pad(s.L + 16));  // 2·pad(L) floats
-      const int64_t g = h / (s.H / s.G);
-      predictor_scores(s, q, k1, b, h, i0, i1, qt, S);
-      const float* kb = k + (b * s.G + g) * s.L * s.d;
-      const float* vb = v + (b * s.G + g) * s.L * s.dv;
-      for (int64_t i = i0; i < i1; ++i) {
-        const float* si = S + (i - i0) * s.L;
-        const float* qi = q + ((b * s.H + h) * s.L + i) * s.d;
-        const int64_t n = s.visible(i);
-        // Selection.
-        int64_t m = 0;
-        if (n <= s.k) {
-          for (int64_t j = 0; j < n; ++j) idx[m++] = int32_t(j);
-        } else if (s.mode == TopkMode::Statistical) {
-          const double theta = statistical_threshold(si, n, s.k);
-          for (int64_t j = 0; j < n; ++j)
-            if (double(si[j]) > theta) idx[m++] = int32_t(j);
-        } else {
-          for (int64_t j = 0; j < n; ++j) idx[j] = int32_t(j);
-          std::sort(idx, idx + n, [&](int32_t a, int32_t c) {
-            return si[a] > si[c] || (si[a] == si[c] && a < c);
+    const Buffers bf = prepare(s, Path::Reference, in, ws);
+    const int64_t per = s.per_thread(Path::Reference);
+    for_each_tile(
+        s, bf.scratch, per, [&](float* mine, int64_t b, int64_t h, int64_t t0, int64_t t1) {
+          const int64_t rpm = s.rp_max();
+          float* qt = mine;
+          float* S = qt + s.pad(s.r * rpm);
+          int32_t* idx = reinterpret_cast<int32_t*>(S + s.pad(rpm * s.L) + s.pad(s.L));
+          double* w = reinterpret_cast<double*>(idx + s.pad(s.L + 16));  // 2·pad(L) floats
+          const int64_t g = h / (s.H / s.G);
+          const float* k1b = bf.k1 + (b * s.G + g) * s.L * s.r;
+          const float* kb = k + (b * s.G + g) * s.L * s.d;
+          const float* vb = v + (b * s.G + g) * s.L * s.dv;
+          s.subtiles(t0, t1, [&](int64_t i0, int64_t i1) {
+            const int64_t rp = pad16(i1 - i0);
+            pack_queries(s, q + ((b * s.H + h) * s.L + i0) * s.d, i1 - i0, rp, qt);
+            subtile_scores(s, qt, rp, k1b, 0, s.jmax(i1), S);
+            for (int64_t i = i0; i < i1; ++i) {
+              auto si = [&](int64_t j) { return S[j * rp + (i - i0)]; };
+              const float* qi = q + ((b * s.H + h) * s.L + i) * s.d;
+              const int64_t n = s.visible(i);
+              // Selection.
+              int64_t m = 0;
+              if (n <= s.k) {
+                for (int64_t j = 0; j < n; ++j) idx[m++] = int32_t(j);
+              } else if (s.statistical()) {
+                const double theta = bf.theta[(b * s.H + h) * s.L + i];
+                if (std::isfinite(theta))
+                  for (int64_t j = 0; j < n; ++j)
+                    if (double(si(j)) > theta) idx[m++] = int32_t(j);
+              } else {
+                for (int64_t j = 0; j < n; ++j) idx[j] = int32_t(j);
+                std::sort(idx, idx + n, [&](int32_t a, int32_t c) {
+                  return si(a) > si(c) || (si(a) == si(c) && a < c);
+                });
+                m = s.k;
+                std::sort(idx, idx + m);
+              }
+              if (m == 0) {  // nothing above the threshold: keep the first argmax
+                int64_t best = 0;
+                for (int64_t j = 1; j < n; ++j)
+                  if (si(j) > si(best)) best = j;
+                idx[m++] = int32_t(best);
+              }
+              // Softmax over the kept predictor scores, times the softplus gate, in double.
+              double mx = -INFINITY, z = 0;
+              for (int64_t t = 0; t < m; ++t) mx = std::max(mx, double(si(idx[t])));
+              for (int64_t t = 0; t < m; ++t) {
+                const float* kj = kb + int64_t(idx[t]) * s.d;
+                double x = 0;
+                for (int64_t c = s.r; c < s.d; ++c) x += double(qi[c]) * double(kj[c]);
+                x *= s.scale;
+                const double e = std::exp(double(si(idx[t])) - mx);
+                z += e;
+                w[t] = e * (std::max(x, 0.0) + std::log1p(std::exp(-std::abs(x))));
+              }
+              float* oi = o + ((b * s.H + h) * s.L + i) * s.dv;
+              for (int64_t c = 0; c < s.dv; ++c) {
+                double acc = 0;
+                for (int64_t t = 0; t < m; ++t)
+                  acc += w[t] * double(vb[int64_t(idx[t]) * s.dv + c]);
+                oi[c] = static_cast<float>(acc / z);
+              }
+            }
           });
-          m = s.k;
-          std::sort(idx, idx + m);
-        }
-        if (m == 0) {  // nothing above the threshold: keep the first argmax
-          int64_t best = 0;
-          for (int64_t j = 1; j < n; ++j)
-            if (si[j] > si[best]) best = j;
-          idx[m++] = int32_t(best);
-        }
-        // Softmax over the kept predictor scores, times the softplus gate, in double.
-        double mx = -INFINITY, z = 0;
-        for (int64_t t = 0; t < m; ++t) mx = std::max(mx, double(si[idx[t]]));
-        for (int64_t t = 0; t < m; ++t) {
-          const float* kj = kb + int64_t(idx[t]) * s.d;
-          double x = 0;
-          for (int64_t c = s.r; c < s.d; ++c) x += double(qi[c]) * double(kj[c]);
-          x *= s.scale;
-          const double e = std::exp(double(si[idx[t]]) - mx);
-          z += e;
-          w[t] = e * (std::max(x, 0.0) + std::log1p(std::exp(-std::abs(x))));
-        }
-        float* oi = o + ((b * s.H + h) * s.L + i) * s.dv;
-        for (int64_t c = 0; c < s.dv; ++c) {
-          double acc = 0;
-          for (int64_t t = 0; t < m; ++t) acc += w[t] * double(vb[int64_t(idx[t]) * s.dv + c]);
-          oi[c] = static_cast<float>(acc / z);
-        }
-      }
-    });
+        });
   }
 
   void fast(const Params& p, const TensorMap& in, TensorMap& out, Workspace& ws) const override {
     const SparkDims s(p);
-    const float *q = input(in, "q").data(), *k = input(in, "k").data(), *v = input(in, "v").data();
+    const float* q = input(in, "q").data();
     float* o = output(out, "out").data();
     Workspace::Scope scope(ws);
-    float* scratch = ws.alloc_floats(s.nthreads() * s.per_thread());
-    const int64_t w2 = s.d - s.r + s.dv;  // packed [K[:, r:] ; V] row
-    float* k1 = ws.alloc_floats(s.B * s.G * s.L * s.r);
-    float* kv = ws.alloc_floats(s.B * s.G * s.L * w2);
-    pack_keys(s, k, v, k1, kv);
-    for_each_tile(s, scratch, [&](float* mine, int64_t b, int64_t h, int64_t i0, int64_t i1) {
-      float* qt = mine;
-      float* S = qt + s.pad(s.br * s.r);
-      int32_t* idx = reinterpret_cast<int32_t*>(S + s.pad(s.br * s.L));
-      float* w = reinterpret_cast<float*>(idx + s.pad(s.L + 16));
-      float* x = w + s.pad(s.L);
-      float* sel_scratch = x + s.pad(s.L);  // exact mode only
-      const int64_t g = h / (s.H / s.G);
-      predictor_scores(s, q, k1, b, h, i0, i1, qt, S);
-      const float* kvb = kv + (b * s.G + g) * s.L * w2;
-      const GatherPrefetch pf{kvb, w2, w2};
-      for (int64_t i = i0; i < i1; ++i) {
-        const float* si = S + (i - i0) * s.L;
-        const float* qi = q + ((b * s.H + h) * s.L + i) * s.d;
-        const int64_t m = select_topk(si, s.visible(i), s.k, s.mode, idx, sel_scratch);
-        for (int64_t t = 0; t < m; ++t) w[t] = si[idx[t]];
-        // Gate of a block of kept keys: w_t *= softplus(α·q[r:]·k_j[r:]).
-        auto gate = [&](float* wt, const int32_t* it, int64_t n) {
-          gather_dots(qi + s.r, kvb, w2, it, n, s.d - s.r, s.scale, x);
+    const Buffers bf = prepare(s, Path::Fast, in, ws);
+    const int64_t per = s.per_thread(Path::Fast), w2 = s.d - s.r + s.dv;
+    const bool fused = s.fused();
+    for_each_tile(
+        s, bf.scratch, per, [&](float* mine, int64_t b, int64_t h, int64_t t0, int64_t t1) {
+          const int64_t g = h / (s.H / s.G), bh = b * s.H + h;
+          const float* k1b = bf.k1 + (b * s.G + g) * s.L * s.r;
+          const float* kvb = bf.kv + (b * s.G + g) * s.L * w2;
+          double issued = 0;
+          if (fused) {
+            const FusedScratch fs(s, mine);
+            s.subtiles(t0, t1, [&](int64_t i0, int64_t i1) {
+              issued += fused_subtile(s, q + (bh * s.L + i0) * s.d, bf.theta + bh * s.L + i0, k1b,
+                                      kvb, i0, i1 - i0, fs, o + (bh * s.L + i0) * s.dv);
+            });
+            blas::add_counted_flops(issued);
+            return;
+          }
+          // Per-row path (exact mode, or no AVX-512): subtile scores, then per row a selection and
+          // a vectorised gather over the kept keys (kernels/gather.hpp), prefetched a block ahead.
+          const int64_t rpm = s.rp_max();
+          float* qt = mine;
+          float* S = qt + s.pad(s.r * rpm);
+          float* row = S + s.pad(rpm * s.L);
+          int32_t* idx = reinterpret_cast<int32_t*>(row + s.pad(s.L));
+          float* w = reinterpret_cast<float*>(idx + s.pad(s.L + 16));
+          float* x = w + s.pad(s.L);
+          float* sel_scratch = x + s.pad(s.L);  // exact mode only
+          const GatherPrefetch pf{kvb, w2, w2};
+          s.subtiles(t0, t1, [&](int64_t i0, int64_t i1) {
+            const int64_t rp = pad16(i1 - i0), jmax = s.jmax(i1);
+            pack_queries(s, q + (bh * s.L + i0) * s.d, i1 - i0, rp, qt);
+            subtile_scores(s, qt, rp, k1b, 0, jmax, S);
+            issued += 2.0 * double(s.r) * double(rp) * double(jmax);
+            for (int64_t i = i0; i < i1; ++i) {
+              const int64_t n = s.visible(i);
+              for (int64_t j = 0; j < n; ++j) row[j] = S[j * rp + (i - i0)];
+              const float* qi = q + (bh * s.L + i) * s.d;
+              const int64_t m =
+                  s.statistical()
+                      ? select_above_or_argmax(
+                            row, n, compare_threshold(bf.theta[bh * s.L + i], n, s.k), idx)
+                      : select_topk(row, n, s.k, s.mode, idx, sel_scratch);
+              for (int64_t t = 0; t < m; ++t) w[t] = row[idx[t]];
+              // Gate of a block of kept keys: w_t *= softplus(α·q[r:]·k_j[r:]).
+              auto gate = [&](float* wt, const int32_t* it, int64_t nb) {
+                gather_dots(qi + s.r, kvb, w2, it, nb, s.d - s.r, s.scale, x);
 #pragma omp simd
-          for (int64_t t = 0; t < n; ++t) wt[t] *= softplus_approx(x[t]);
-        };
-        attend_gather_row(w, idx, m, kvb + (s.d - s.r), w2, s.dv,
-                          o + ((b * s.H + h) * s.L + i) * s.dv, gate, pf);
-      }
-    });
+                for (int64_t t = 0; t < nb; ++t) wt[t] *= softplus_approx(x[t]);
+              };
+              attend_gather_row(w, idx, m, kvb + (s.d - s.r), w2, s.dv, o + (bh * s.L + i) * s.dv,
+                                gate, pf);
+            }
+          });
+          blas::add_counted_flops(issued);
+        });
   }
 };
 
