@@ -47,8 +47,9 @@ namespace kt {
 
 namespace {
 
-constexpr int64_t kSubRows = 64;   // query rows (lanes) per subtile: a kept-row mask is 64 bits
-constexpr int64_t kKeyBlock = 32;  // keys per scored block (selection) and per streamed batch
+constexpr int64_t kSubRows = 64;      // query rows (lanes) per subtile: a kept-row mask is 64 bits
+constexpr int64_t kKeyBlock = 32;     // keys per scored block (selection)
+constexpr int64_t kPrefetchKeys = 8;  // [K2;V] rows prefetched this many keys ahead
 
 int64_t pad16(int64_t n) {
   return (n + 15) / 16 * 16;
@@ -94,14 +95,15 @@ struct SparkDims {
     const int64_t rp = rp_max();
     return pad(r * rp) + pad(rp * L) + pad(L) + pad(L + 16) + 3 * pad(L);
   }
-  // Fused layout: qt [r, rp], scores of one key block [kKeyBlock, rp], kept scores (worst case
-  // rp·L + 16), per-key row masks (L uint64), θ lanes, row max, row sum, accumulators [rp, dv],
-  // pending pairs of a key block (gate input, exp, weight, row), their per-key starts, and the
-  // single-row queries of the argmax guard [r, 16].
+  // Fused layout: qt [r, rp], scores of one key block [kKeyBlock, rp], kept scores compressed
+  // per key (worst case rp·L + 16), per-key row masks (L uint64), θ lanes, row max, row sum,
+  // accumulators [rp, dv], pending pairs of a key block (gate dot + 16 slack, exp, weight, row),
+  // their per-key starts, 16 gate product vectors awaiting their reduction, and the single-row
+  // queries of the argmax guard [r, 16].
   int64_t fused_floats() const {
     const int64_t rp = rp_max(), P = kKeyBlock * rp;
     return pad(r * rp) + pad(kKeyBlock * rp) + pad(rp * L + 16) + pad(2 * L) + 3 * pad(rp) +
-           pad(rp * dv) + 4 * pad(P) + pad(kKeyBlock + 1) + pad(r * 16);
+           pad(rp * dv) + pad(P + 16) + 3 * pad(P) + pad(kKeyBlock + 1) + 256 + pad(r * 16);
   }
   int64_t per_thread(Path path) const {
     return path == Path::Fast && fused() ? fused_floats() : rows_floats();
@@ -181,7 +183,7 @@ int64_t guard_argmax(const SparkDims& s, const float* qrow, const float* k1b, in
 }
 
 struct FusedScratch {
-  float *qt, *st, *ks, *th, *mx, *z, *acc, *px, *pe, *pw, *qt1;
+  float *qt, *st, *ks, *th, *mx, *z, *acc, *px, *pe, *pw, *pbuf, *qt1;
   uint64_t* kmask;
   int32_t *pt, *pstart;
   FusedScratch(const SparkDims& s, float* f) {
@@ -199,11 +201,12 @@ struct FusedScratch {
     mx = take(rp);
     z = take(rp);
     acc = take(rp * s.dv);
-    px = take(P);
+    px = take(P + 16);
     pe = take(P);
     pw = take(P);
     pt = reinterpret_cast<int32_t*>(take(P));
     pstart = reinterpret_cast<int32_t*>(take(kKeyBlock + 1));
+    pbuf = take(256);
     qt1 = take(s.r * 16);
   }
 };
@@ -221,17 +224,92 @@ KT_AVX512 inline float dot512(const float* a, const float* b, int64_t n) {
   return _mm512_reduce_add_ps(acc);
 }
 
-// y[0..n) += w·x[0..n).
-KT_AVX512 inline void axpy512(float w, const float* x, float* y, int64_t n) {
-  const __m512 wv = _mm512_set1_ps(w);
-  int64_t c = 0;
-  for (; c + 16 <= n; c += 16)
-    _mm512_storeu_ps(y + c, _mm512_fmadd_ps(wv, _mm512_loadu_ps(x + c), _mm512_loadu_ps(y + c)));
-  if (c < n) {
-    const __mmask16 m = __mmask16((1u << (n - c)) - 1);
-    _mm512_mask_storeu_ps(
-        y + c, m,
-        _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(m, x + c), _mm512_maskz_loadu_ps(m, y + c)));
+// Sums of 16 vectors: lane l of the result is Σ p[4·(l % 4) + l / 4] (a transposed reduction in
+// four levels of 128-bit-block and in-block shuffles, 45 instructions for 16 sums).
+KT_AVX512 inline __m512 transpose_sum16(__m512* p) {
+  for (int i = 0; i < 8; ++i)
+    p[i] = _mm512_add_ps(_mm512_shuffle_f32x4(p[2 * i], p[2 * i + 1], 0x44),
+                         _mm512_shuffle_f32x4(p[2 * i], p[2 * i + 1], 0xee));
+  for (int i = 0; i < 4; ++i)
+    p[i] = _mm512_add_ps(_mm512_shuffle_f32x4(p[2 * i], p[2 * i + 1], 0x88),
+                         _mm512_shuffle_f32x4(p[2 * i], p[2 * i + 1], 0xdd));
+  for (int i = 0; i < 2; ++i)
+    p[i] = _mm512_add_ps(_mm512_shuffle_ps(p[2 * i], p[2 * i + 1], 0x44),
+                         _mm512_shuffle_ps(p[2 * i], p[2 * i + 1], 0xee));
+  return _mm512_add_ps(_mm512_shuffle_ps(p[0], p[1], 0x88), _mm512_shuffle_ps(p[0], p[1], 0xdd));
+}
+
+// Gate dots of pending pairs, 16 at a time: add(e, q2, k2) stores the product vector of pair e
+// (q2·k2 lane-wise, over dg in 16-lane steps) in its slot of pbuf; every 16th pair, and at
+// flush(), transpose_sum16 turns the 16 vectors into 16 dots, stored at px[e0..e0 + 16).
+struct GateDots {
+  float *pbuf, *px;
+  int64_t dg;
+  KT_AVX512 static int slot(int64_t e) { return int(4 * (e % 4) + (e % 16) / 4); }
+  KT_AVX512 void add(int64_t e, const float* q2, const float* k2) const {
+    __m512 acc = _mm512_setzero_ps();
+    int64_t c = 0;
+    for (; c + 16 <= dg; c += 16)
+      acc = _mm512_fmadd_ps(_mm512_loadu_ps(q2 + c), _mm512_loadu_ps(k2 + c), acc);
+    if (c < dg) {
+      const __mmask16 m = __mmask16((1u << (dg - c)) - 1);
+      acc =
+          _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q2 + c), _mm512_maskz_loadu_ps(m, k2 + c), acc);
+    }
+    _mm512_store_ps(pbuf + 16 * slot(e), acc);
+    if (e % 16 == 15) reduce(e - 15);
+  }
+  KT_AVX512 void reduce(int64_t e0) const {
+    __m512 p[16];
+    for (int l = 0; l < 16; ++l) p[l] = _mm512_load_ps(pbuf + 16 * l);
+    _mm512_storeu_ps(px + e0, transpose_sum16(p));
+  }
+  KT_AVX512 void flush(int64_t n) const {  // n pairs added in all
+    if (n % 16 == 0) return;
+    for (int64_t e = n; e % 16; ++e) _mm512_store_ps(pbuf + 16 * slot(e), _mm512_setzero_ps());
+    reduce(n / 16 * 16);
+  }
+};
+
+// acc_{pt[e]}[c0 + 0..16·NV) += pw[e]·v[c0 + ..] and z_{pt[e]} += pe[e] for the pending pairs
+// e in [e0, e1) of one key (v held in registers; the last vector masked by tail).
+template <int NV>
+KT_AVX512 void key_values(const float* v, int64_t c0, __mmask16 tail, const float* pw,
+                          const int32_t* pt, int64_t e0, int64_t e1, int64_t dv, float* acc) {
+  __m512 vv[NV];
+  for (int k = 0; k < NV; ++k)
+    vv[k] = _mm512_maskz_loadu_ps(k < NV - 1 ? __mmask16(0xffff) : tail, v + c0 + 16 * k);
+  for (int64_t e = e0; e < e1; ++e) {
+    const __m512 wb = _mm512_set1_ps(pw[e]);
+    float* a = acc + int64_t(pt[e]) * dv + c0;
+    for (int k = 0; k < NV; ++k) {
+      const __mmask16 m = k < NV - 1 ? __mmask16(0xffff) : tail;
+      _mm512_mask_storeu_ps(a + 16 * k, m,
+                            _mm512_fmadd_ps(wb, vv[k], _mm512_maskz_loadu_ps(m, a + 16 * k)));
+    }
+  }
+}
+
+KT_AVX512 void key_values_all(const float* v, const float* pw, const int32_t* pt, int64_t e0,
+                              int64_t e1, int64_t dv, float* acc) {
+  for (int64_t c0 = 0; c0 < dv; c0 += 64) {
+    const int64_t cw = std::min<int64_t>(64, dv - c0);
+    const int nvec = int((cw + 15) / 16);
+    const __mmask16 tail = __mmask16((1u << (cw - 16 * (nvec - 1))) - 1);
+    switch (nvec) {
+      case 4:
+        key_values<4>(v, c0, tail, pw, pt, e0, e1, dv, acc);
+        break;
+      case 3:
+        key_values<3>(v, c0, tail, pw, pt, e0, e1, dv, acc);
+        break;
+      case 2:
+        key_values<2>(v, c0, tail, pw, pt, e0, e1, dv, acc);
+        break;
+      default:
+        key_values<1>(v, c0, tail, pw, pt, e0, e1, dv, acc);
+        break;
+    }
   }
 }
 
@@ -241,9 +319,10 @@ KT_AVX512 inline void axpy512(float w, const float* x, float* y, int64_t n) {
 //           buffer, compared per 16 rows with the θ lanes and the causal limit; emitted per key
 //           as a 64-bit mask of the rows keeping it plus the kept scores compressed in row
 //           order; running max of the kept scores per row.
-//   stream: keys in increasing j; per key its rows: gate dot α·q[r:]·k[r:] and exp(s - max)
-//           into a pending batch; per batch the exps and softplus vectorised, then
-//           acc_row += w·v_j and z_row += e with v_j read once per batch.
+//   stream: keys in increasing j, in blocks of kKeyBlock; per key its rows: the gate dot's
+//           product vector (reduced 16 pairs at a time) and s - max into a pending batch; per
+//           batch exp and softplus vectorised; then per key, v_j in registers,
+//           acc_row += w·v_j and z_row += e.
 //   rows that keep nothing: argmax guard (recomputed scores of that row alone).
 KT_AVX512 double fused_subtile(const SparkDims& s, const float* qr, const double* th_rows,
                                const float* k1b, const float* kvb, int64_t i0, int64_t rows,
@@ -287,22 +366,27 @@ KT_AVX512 double fused_subtile(const SparkDims& s, const float* qr, const double
 
   std::fill(w.acc, w.acc + rows * s.dv, 0.0f);
   std::fill(w.z, w.z + rows, 0.0f);
+  const GateDots gd{w.pbuf, w.px, dg};
   p = 0;
   for (int64_t j0 = 0; j0 < jmax; j0 += kKeyBlock) {
     const int64_t nb = std::min(kKeyBlock, jmax - j0);
     int32_t np = 0;
     for (int64_t jj = 0; jj < nb; ++jj) {
       w.pstart[jj] = np;
-      uint64_t km = w.kmask[j0 + jj];
       const float* k2 = kvb + (j0 + jj) * w2;
-      for (; km; km &= km - 1) {
+      if (j0 + jj + kPrefetchKeys < jmax) {  // the [K2;V] row this loop reads kPrefetchKeys on
+        const char* ahead = reinterpret_cast<const char*>(k2 + kPrefetchKeys * w2);
+        for (int64_t b = 0; b < w2 * 4; b += 64) _mm_prefetch(ahead + b, _MM_HINT_T0);
+      }
+      for (uint64_t km = w.kmask[j0 + jj]; km; km &= km - 1) {
         const int t = __builtin_ctzll(km);
-        w.px[np] = dot512(qr + t * s.d + s.r, k2, dg);
+        gd.add(np, qr + t * s.d + s.r, k2);
         w.pe[np] = w.ks[p++] - w.mx[t];
         w.pt[np++] = t;
       }
     }
     w.pstart[nb] = np;
+    gd.flush(np);
     const float alpha = s.scale;
 #pragma omp simd
     for (int32_t e = 0; e < np; ++e) {
@@ -310,13 +394,11 @@ KT_AVX512 double fused_subtile(const SparkDims& s, const float* qr, const double
       w.pw[e] = ex * softplus_approx(alpha * w.px[e]);
       w.pe[e] = ex;
     }
-    for (int64_t jj = 0; jj < nb; ++jj) {
-      const float* vj = kvb + (j0 + jj) * w2 + dg;
-      for (int32_t e = w.pstart[jj]; e < w.pstart[jj + 1]; ++e) {
-        axpy512(w.pw[e], vj, w.acc + w.pt[e] * s.dv, s.dv);
-        w.z[w.pt[e]] += w.pe[e];
-      }
-    }
+    for (int32_t e = 0; e < np; ++e) w.z[w.pt[e]] += w.pe[e];
+    for (int64_t jj = 0; jj < nb; ++jj)
+      if (w.pstart[jj] < w.pstart[jj + 1])
+        key_values_all(kvb + (j0 + jj) * w2 + dg, w.pw, w.pt, w.pstart[jj], w.pstart[jj + 1], s.dv,
+                       w.acc);
   }
   for (int64_t t = 0; t < rows; ++t) {
     float* ot = o + t * s.dv;
