@@ -37,8 +37,8 @@
 //   select  scores of 32 keys at a time into an L1 block, compared in registers with the θ_f
 //           lanes and the causal limit; per key a 64-bit mask of the rows keeping it and the kept
 //           scores compressed in row order; per row the max kept score.
-//   stream  keys in increasing j, in blocks of 32 ([K[:, r:] ; V] packed one row per key, read
-//           once per subtile, prefetched 8 keys ahead); per key and kept row the gate dot's
+//   stream  keys in increasing j, in blocks of 32 (the K[:, r:] and V rows read in place, once
+//           per subtile, prefetched 8 keys ahead); per key and kept row the gate dot's
 //           product vector (16 pairs reduced together by a transposed sum) and s - max; per
 //           block exp and softplus vectorised (exp_approx, softplus_approx); then per key, v_j
 //           in registers, acc_row += w·v_j and z_row += e. Rows that keep nothing: argmax guard
@@ -49,7 +49,8 @@
 //   A variant emitting per-row key lists from the selection, with the row accumulators in
 //   registers over 512-key chunks, was slower in each of 3 alternated runs (476 / 448 / 240 vs
 //   384 / 183 / 186 ms): the per-pair scatter into 64 row lists.
-// Fast, exact mode (or no AVX-512): per subtile the scores of (1), then per row the selection
+// Fast, exact mode (or no AVX-512): [K[:, r:] ; V] packed one row per key; per subtile the scores
+// of (1), then per row the selection
 // (exact: nth_element on the candidates above the statistical threshold for 2k) and a vectorised
 // gather over the kept keys (kernels/gather.hpp), prefetched a block of 16 keys ahead.
 // Work O(L²·r) for (1), O(L·k·d) for (3), O(L·r²) for (0); no L x L buffer anywhere (a thread
@@ -150,19 +151,14 @@ struct SparkDims {
   }
 };
 
-// Copies K[:, :r] of every (b, g) into k1 [B,G,L,r] (contiguous predictor keys, what the score
-// kernel streams) and, when kv is given, [K[:, r:] ; V] into kv [B,G,L,(d - r) + dv] (one
-// contiguous row per key for the gate and value pass).
-void pack_keys(const SparkDims& s, const float* k, const float* v, float* k1, float* kv) {
+// Packs [K[:, r:] ; V] of every (b, g) into kv [B,G,L,(d - r) + dv], one contiguous row per key
+// for the per-row gathers (the fused path and the scores read K and V in place).
+void pack_gate_values(const SparkDims& s, const float* k, const float* v, float* kv) {
   const int64_t rows = s.B * s.G * s.L, w = s.d - s.r + s.dv;
 #pragma omp parallel for num_threads(s.threads) schedule(static)
   for (int64_t j = 0; j < rows; ++j) {
-    const float* kj = k + j * s.d;
-    std::copy(kj, kj + s.r, k1 + j * s.r);
-    if (kv) {
-      std::copy(kj + s.r, kj + s.d, kv + j * w);
-      std::copy(v + j * s.dv, v + (j + 1) * s.dv, kv + j * w + (s.d - s.r));
-    }
+    std::copy(k + j * s.d + s.r, k + (j + 1) * s.d, kv + j * w);
+    std::copy(v + j * s.dv, v + (j + 1) * s.dv, kv + j * w + (s.d - s.r));
   }
 }
 
@@ -188,21 +184,21 @@ void pack_queries(const SparkDims& s, const float* qrows, int64_t rows, int64_t 
 
 // Predictor scores of a subtile (rows i0.. of one head) against keys [0, n): S[j·rp + l], by the
 // shared score kernel (bit-identical in both paths and in the guard's single-row recompute).
-void subtile_scores(const SparkDims& s, const float* qt, int64_t rp, const float* k1b, int64_t j0,
+void subtile_scores(const SparkDims& s, const float* qt, int64_t rp, const float* kb, int64_t j0,
                     int64_t n, float* S) {
-  lane_dots(qt, rp, k1b + j0 * s.r, s.r, n, s.r, S);
+  lane_dots(qt, rp, kb + j0 * s.d, s.d, n, s.r, S);
 }
 
 // First argmax of row l of a subtile's scores over its n visible keys, recomputing them one
 // key block at a time for that row alone (16 lanes: qt1 [r, 16], st [kKeyBlock, 16]).
-int64_t guard_argmax(const SparkDims& s, const float* qrow, const float* k1b, int64_t n, float* qt1,
+int64_t guard_argmax(const SparkDims& s, const float* qrow, const float* kb, int64_t n, float* qt1,
                      float* st) {
   pack_queries(s, qrow, 1, 16, qt1);
   int64_t best = 0;
   float best_s = 0;
   for (int64_t j0 = 0; j0 < n; j0 += kKeyBlock) {
     const int64_t nb = std::min(kKeyBlock, n - j0);
-    subtile_scores(s, qt1, 16, k1b, j0, nb, st);
+    subtile_scores(s, qt1, 16, kb, j0, nb, st);
     for (int64_t jj = 0; jj < nb; ++jj)
       if (j0 + jj == 0 || st[jj * 16] > best_s) best = j0 + jj, best_s = st[jj * 16];
   }
@@ -264,6 +260,13 @@ KT_AVX512 inline __m512 transpose_sum16(__m512* p) {
     p[i] = _mm512_add_ps(_mm512_shuffle_ps(p[2 * i], p[2 * i + 1], 0x44),
                          _mm512_shuffle_ps(p[2 * i], p[2 * i + 1], 0xee));
   return _mm512_add_ps(_mm512_shuffle_ps(p[0], p[1], 0x88), _mm512_shuffle_ps(p[0], p[1], 0xdd));
+}
+
+// Prefetches the cache lines of x[0..n) into L1.
+inline void prefetch_row(const float* x, int64_t n) {
+  const char* p = reinterpret_cast<const char*>(x);
+  for (int64_t b = 0; b < n * 4; b += 64) _mm_prefetch(p + b, _MM_HINT_T0);
+  _mm_prefetch(p + n * 4 - 1, _MM_HINT_T0);  // the last line of an unaligned row
 }
 
 // Gate dots of pending pairs, 16 at a time: add(e, q2, k2) stores the product vector of pair e
@@ -352,10 +355,9 @@ KT_AVX512 void key_values_all(const float* v, const float* pw, const int32_t* pt
 //           acc_row += w·v_j and z_row += e.
 //   rows that keep nothing: argmax guard (recomputed scores of that row alone).
 KT_AVX512 double fused_subtile(const SparkDims& s, const float* qr, const double* th_rows,
-                               const float* k1b, const float* kvb, int64_t i0, int64_t rows,
+                               const float* kb, const float* vb, int64_t i0, int64_t rows,
                                const FusedScratch& w, float* o) {
-  const int64_t rp = pad16(rows), nv = rp / 16, jmax = s.jmax(i0 + rows), dg = s.d - s.r,
-                w2 = dg + s.dv;
+  const int64_t rp = pad16(rows), nv = rp / 16, jmax = s.jmax(i0 + rows), dg = s.d - s.r;
   pack_queries(s, qr, rows, rp, w.qt);
   __m512 thv[4], mx[4];
   for (int64_t l = 0; l < rp; ++l)
@@ -368,7 +370,7 @@ KT_AVX512 double fused_subtile(const SparkDims& s, const float* qr, const double
   uint64_t any = 0;
   for (int64_t j0 = 0; j0 < jmax; j0 += kKeyBlock) {
     const int64_t nb = std::min(kKeyBlock, jmax - j0);
-    subtile_scores(s, w.qt, rp, k1b, j0, nb, w.st);
+    subtile_scores(s, w.qt, rp, kb, j0, nb, w.st);
     for (int64_t jj = 0; jj < nb; ++jj) {
       const int64_t lim0 = s.causal ? j0 + jj - i0 : 0;  // lanes below it cannot see the key
       uint64_t km = 0;
@@ -400,10 +402,10 @@ KT_AVX512 double fused_subtile(const SparkDims& s, const float* qr, const double
     int32_t np = 0;
     for (int64_t jj = 0; jj < nb; ++jj) {
       w.pstart[jj] = np;
-      const float* k2 = kvb + (j0 + jj) * w2;
-      if (j0 + jj + kPrefetchKeys < jmax) {  // the [K2;V] row this loop reads kPrefetchKeys on
-        const char* ahead = reinterpret_cast<const char*>(k2 + kPrefetchKeys * w2);
-        for (int64_t b = 0; b < w2 * 4; b += 64) _mm_prefetch(ahead + b, _MM_HINT_T0);
+      const float* k2 = kb + (j0 + jj) * s.d + s.r;
+      if (j0 + jj + kPrefetchKeys < jmax) {  // the K[:, r:] and V rows read kPrefetchKeys on
+        prefetch_row(k2 + kPrefetchKeys * s.d, dg);
+        prefetch_row(vb + (j0 + jj + kPrefetchKeys) * s.dv, s.dv);
       }
       for (uint64_t km = w.kmask[j0 + jj]; km; km &= km - 1) {
         const int t = __builtin_ctzll(km);
@@ -424,7 +426,7 @@ KT_AVX512 double fused_subtile(const SparkDims& s, const float* qr, const double
     for (int32_t e = 0; e < np; ++e) w.z[w.pt[e]] += w.pe[e];
     for (int64_t jj = 0; jj < nb; ++jj)
       if (w.pstart[jj] < w.pstart[jj + 1])
-        key_values_all(kvb + (j0 + jj) * w2 + dg, w.pw, w.pt, w.pstart[jj], w.pstart[jj + 1], s.dv,
+        key_values_all(vb + (j0 + jj) * s.dv, w.pw, w.pt, w.pstart[jj], w.pstart[jj + 1], s.dv,
                        w.acc);
   }
   for (int64_t t = 0; t < rows; ++t) {
@@ -436,10 +438,10 @@ KT_AVX512 double fused_subtile(const SparkDims& s, const float* qr, const double
     }
     // Nothing above θ: keep the first argmax alone (softmax weight 1).
     const int64_t n = s.visible(i0 + t);
-    const int64_t a = guard_argmax(s, qr + t * s.d, k1b, n, w.qt1, w.st);
+    const int64_t a = guard_argmax(s, qr + t * s.d, kb, n, w.qt1, w.st);
     issued += 2.0 * double(s.r) * 16.0 * double(n);
-    const float g = softplus_approx(s.scale * dot512(qr + t * s.d + s.r, kvb + a * w2, dg));
-    for (int64_t c = 0; c < s.dv; ++c) ot[c] = g * kvb[a * w2 + dg + c];
+    const float g = softplus_approx(s.scale * dot512(qr + t * s.d + s.r, kb + a * s.d + s.r, dg));
+    for (int64_t c = 0; c < s.dv; ++c) ot[c] = g * vb[a * s.dv + c];
   }
   return issued;
 }
@@ -597,11 +599,10 @@ class SparkAttention final : public Mechanism {
     c.kv_bytes_per_token = 4 * double(s.G) * (d + dv);
     c.time_complexity = "O(B·H·(L²·r + L·k·d + L·r²))";
     c.space_complexity = "O(T·64·L + B·G·L·(d + dv) + B·H·L)";
-    // Allocations, in order: per-thread scratch, packed K1, ([K2;V] fast), θ and the moment
+    // Allocations, in order: per-thread scratch, [K2;V] (per-row fast path), θ and the moment
     // scratch (statistical).
-    double bytes = Workspace::padded_float_bytes(double(s.nthreads() * s.per_thread(path))) +
-                   Workspace::padded_float_bytes(double(s.B * s.G * s.L * s.r));
-    if (path == Path::Fast)
+    double bytes = Workspace::padded_float_bytes(double(s.nthreads() * s.per_thread(path)));
+    if (path == Path::Fast && !s.fused())
       bytes += Workspace::padded_float_bytes(double(s.B * s.G * s.L * (s.d - s.r + s.dv)));
     if (s.statistical())
       bytes +=
@@ -620,19 +621,20 @@ class SparkAttention final : public Mechanism {
     return c;
   }
 
-  // Allocations shared by both paths (the order cost() assumes): per-thread scratch, K1, [K2;V]
-  // (fast), θ (statistical, computed here).
+  // Allocations shared by both paths (the order cost() assumes): per-thread scratch, [K2;V]
+  // (per-row fast path), θ (statistical, computed here).
   struct Buffers {
-    float *scratch, *k1, *kv = nullptr;
+    float *scratch, *kv = nullptr;
     double* theta = nullptr;
   };
   static Buffers prepare(const SparkDims& s, Path path, const TensorMap& in, Workspace& ws) {
     const float *q = input(in, "q").data(), *k = input(in, "k").data(), *v = input(in, "v").data();
     Buffers bf;
     bf.scratch = ws.alloc_floats(s.nthreads() * s.per_thread(path));
-    bf.k1 = ws.alloc_floats(s.B * s.G * s.L * s.r);
-    if (path == Path::Fast) bf.kv = ws.alloc_floats(s.B * s.G * s.L * (s.d - s.r + s.dv));
-    pack_keys(s, k, v, bf.k1, bf.kv);
+    if (path == Path::Fast && !s.fused()) {
+      bf.kv = ws.alloc_floats(s.B * s.G * s.L * (s.d - s.r + s.dv));
+      pack_gate_values(s, k, v, bf.kv);
+    }
     if (s.statistical()) {
       bf.theta = ws.alloc<double>(s.B * s.H * s.L);
       double* mscratch = ws.alloc<double>(s.theta_threads() * (s.r * s.r + 3 * s.r));
@@ -657,13 +659,12 @@ class SparkAttention final : public Mechanism {
           int32_t* idx = reinterpret_cast<int32_t*>(S + s.pad(rpm * s.L) + s.pad(s.L));
           double* w = reinterpret_cast<double*>(idx + s.pad(s.L + 16));  // 2·pad(L) floats
           const int64_t g = h / (s.H / s.G);
-          const float* k1b = bf.k1 + (b * s.G + g) * s.L * s.r;
           const float* kb = k + (b * s.G + g) * s.L * s.d;
           const float* vb = v + (b * s.G + g) * s.L * s.dv;
           s.subtiles(t0, t1, [&](int64_t i0, int64_t i1) {
             const int64_t rp = pad16(i1 - i0);
             pack_queries(s, q + ((b * s.H + h) * s.L + i0) * s.d, i1 - i0, rp, qt);
-            subtile_scores(s, qt, rp, k1b, 0, s.jmax(i1), S);
+            subtile_scores(s, qt, rp, kb, 0, s.jmax(i1), S);
             for (int64_t i = i0; i < i1; ++i) {
               auto si = [&](int64_t j) { return S[j * rp + (i - i0)]; };
               const float* qi = q + ((b * s.H + h) * s.L + i) * s.d;
@@ -717,7 +718,7 @@ class SparkAttention final : public Mechanism {
 
   void fast(const Params& p, const TensorMap& in, TensorMap& out, Workspace& ws) const override {
     const SparkDims s(p);
-    const float* q = input(in, "q").data();
+    const float *q = input(in, "q").data(), *k = input(in, "k").data(), *v = input(in, "v").data();
     float* o = output(out, "out").data();
     Workspace::Scope scope(ws);
     const Buffers bf = prepare(s, Path::Fast, in, ws);
@@ -726,20 +727,21 @@ class SparkAttention final : public Mechanism {
     for_each_tile(
         s, bf.scratch, per, [&](float* mine, int64_t b, int64_t h, int64_t t0, int64_t t1) {
           const int64_t g = h / (s.H / s.G), bh = b * s.H + h;
-          const float* k1b = bf.k1 + (b * s.G + g) * s.L * s.r;
-          const float* kvb = bf.kv + (b * s.G + g) * s.L * w2;
+          const float* kb = k + (b * s.G + g) * s.L * s.d;
+          const float* vb = v + (b * s.G + g) * s.L * s.dv;
           double issued = 0;
           if (fused) {
             const FusedScratch fs(s, mine);
             s.subtiles(t0, t1, [&](int64_t i0, int64_t i1) {
-              issued += fused_subtile(s, q + (bh * s.L + i0) * s.d, bf.theta + bh * s.L + i0, k1b,
-                                      kvb, i0, i1 - i0, fs, o + (bh * s.L + i0) * s.dv);
+              issued += fused_subtile(s, q + (bh * s.L + i0) * s.d, bf.theta + bh * s.L + i0, kb,
+                                      vb, i0, i1 - i0, fs, o + (bh * s.L + i0) * s.dv);
             });
             blas::add_counted_flops(issued);
             return;
           }
           // Per-row path (exact mode, or no AVX-512): subtile scores, then per row a selection and
           // a vectorised gather over the kept keys (kernels/gather.hpp), prefetched a block ahead.
+          const float* kvb = bf.kv + (b * s.G + g) * s.L * w2;
           const int64_t rpm = s.rp_max();
           float* qt = mine;
           float* S = qt + s.pad(s.r * rpm);
@@ -752,7 +754,7 @@ class SparkAttention final : public Mechanism {
           s.subtiles(t0, t1, [&](int64_t i0, int64_t i1) {
             const int64_t rp = pad16(i1 - i0), jmax = s.jmax(i1);
             pack_queries(s, q + (bh * s.L + i0) * s.d, i1 - i0, rp, qt);
-            subtile_scores(s, qt, rp, k1b, 0, jmax, S);
+            subtile_scores(s, qt, rp, kb, 0, jmax, S);
             issued += 2.0 * double(s.r) * double(rp) * double(jmax);
             for (int64_t i = i0; i < i1; ++i) {
               const int64_t n = s.visible(i);
