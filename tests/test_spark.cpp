@@ -9,6 +9,7 @@
 #include "core/random.hpp"
 #include "kernels/blas.hpp"
 #include "kernels/gather.hpp"
+#include "kernels/lane_dots.hpp"
 #include "kernels/topk.hpp"
 #include "test_util.hpp"
 
@@ -147,6 +148,72 @@ TEST(SparkKernels, ConstantRowKeepsArgmax) {
   x[517] = 0.1f;
   ASSERT_EQ(select_topk(x.data(), 1000, 10, TopkMode::Exact, idx.data(), sc.data()), 10);
   EXPECT_EQ(idx[9], 9);
+}
+
+TEST(SparkKernels, MomentThresholdsMatchTwoPassStatistics) {
+  // θ from the keys' moments equals μ + σ·Φ⁻¹(1 - k/n) computed in two passes over the exact
+  // (double) scores, to 1e-6·σ, on centred rows and on shifted ones (|μ| >> σ: keys = 20 + 0.05·N,
+  // q = 1 + 0.3·N), causal (prefix moments) and not; and agrees with statistical_threshold over the
+  // float scores up to their rounding. Rows with n <= k get -inf.
+  const int64_t L = 300, d = 24, r = 16, k = 20;
+  const float alpha = 0.3f;
+  for (bool shifted : {false, true})
+    for (bool causal : {true, false}) {
+      SCOPED_TRACE(std::string(shifted ? "shifted" : "centred") + (causal ? " causal" : ""));
+      const auto q = normal_row(L * d, 11, shifted ? 1.0 : 0.0, shifted ? 0.3 : 1.0);
+      const auto key = normal_row(L * d, 12, shifted ? 20.0 : 0.0, shifted ? 0.05 : 1.0);
+      std::vector<double> theta(L), scratch(r * r + 3 * r);
+      moment_thresholds(q.data(), d, key.data(), d, L, r, alpha, k, causal, scratch.data(),
+                        theta.data());
+      double min_ratio = INFINITY;  // |μ| / σ over the rows, to check the shifted case is one
+      for (int64_t i = 0; i < L; ++i) {
+        const int64_t n = causal ? i + 1 : L;
+        if (n <= k) {
+          EXPECT_EQ(theta[i], -INFINITY) << i;
+          continue;
+        }
+        std::vector<double> sd(n);
+        std::vector<float> sf(n);
+        for (int64_t j = 0; j < n; ++j) {
+          double dot = 0;
+          for (int64_t c = 0; c < r; ++c) dot += double(q[i * d + c] * alpha) * key[j * d + c];
+          sd[j] = dot;
+          sf[j] = float(dot);
+        }
+        double mu = 0, var = 0;
+        for (double x : sd) mu += x;
+        mu /= n;
+        for (double x : sd) var += (x - mu) * (x - mu);
+        const double sigma = std::sqrt(var / n);
+        const double want = mu + sigma * inverse_normal_cdf(1.0 - double(k) / n);
+        min_ratio = std::min(min_ratio, std::abs(mu) / sigma);
+        EXPECT_NEAR(theta[i], want, 1e-6 * sigma) << i;
+        EXPECT_NEAR(theta[i], statistical_threshold(sf.data(), n, k),
+                    1e-6 * sigma + 1e-6 * std::abs(mu))
+            << i;
+      }
+      if (shifted) EXPECT_GT(min_ratio, 10.0);
+    }
+}
+
+TEST(SparkKernels, LaneDotsAreOneFmaChainPerLane) {
+  // Every lane's dot is fma(q_{dim-1}, k_{dim-1}, ... fma(q_0, k_0, 0)), bit for bit, whatever the
+  // tile width (16..80 lanes), the key count (microkernel edges) or the code path.
+  for (int64_t rp : {16, 32, 48, 64, 80})
+    for (int64_t n : {1, 5, 6, 7, 13})
+      for (int64_t dim : {1, 7, 32}) {
+        const auto qt = normal_row(dim * rp, 21 + rp);
+        const auto k = normal_row(n * (dim + 3), 22 + n);
+        std::vector<float> st(n * rp);
+        lane_dots(qt.data(), rp, k.data(), dim + 3, n, dim, st.data());
+        for (int64_t j = 0; j < n; ++j)
+          for (int64_t l = 0; l < rp; ++l) {
+            float acc = 0;
+            for (int64_t c = 0; c < dim; ++c)
+              acc = std::fma(qt[c * rp + l], k[j * (dim + 3) + c], acc);
+            ASSERT_EQ(st[j * rp + l], acc) << rp << " " << n << " " << dim << " " << j << " " << l;
+          }
+      }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -295,6 +362,25 @@ TEST(Spark, FastMatchesReferenceOverShapes) {
                                 {{"seq_len", 300}, {"heads", 4}, {"kv_heads", 2}, {"k", 64}});
   expect_fast_matches_reference("spark", {{"seq_len", 1000}, {"heads", 2}, {"k", 256}});
   expect_fast_matches_reference("spark", {{"seq_len", 200}, {"heads", 1}, {"k", 300}});
+}
+
+TEST(Spark, FastMatchesReferenceAtTileEdges) {
+  // Ragged lengths around the 16-lane vectors and the 64-row subtiles of the fused kernel, tiles
+  // of 32, 64 and 100 rows (two subtiles), GQA, causal and not, both modes.
+  for (int64_t L : {31, 33, 63, 65, 129})
+    for (int64_t br : {32, 64, 100})
+      for (bool causal : {true, false})
+        for (const char* mode : {"statistical", "exact"})
+          expect_fast_matches_reference("spark", {{"seq_len", L},
+                                                  {"block_rows", br},
+                                                  {"causal", causal},
+                                                  {"topk_mode", mode},
+                                                  {"heads", 4},
+                                                  {"kv_heads", 2},
+                                                  {"head_dim", 24},
+                                                  {"r", 8},
+                                                  {"value_dim", 20},
+                                                  {"k", 6}});
 }
 
 TEST(Spark, ReferenceAndFastMatchFloat64Oracle) {
@@ -495,6 +581,24 @@ TEST(Spark, WorkspaceIsLinearInL) {
   EXPECT_LE(double(ws.peak()), analytic + 4096);
   EXPECT_GE(double(ws.peak()), analytic);
   EXPECT_LT(double(ws.peak()), 0.1 * 4.0 * 4096 * 4096);
+}
+
+TEST(Spark, WorkspaceIsExactForBothPathsAndModes) {
+  for (const char* mode : {"statistical", "exact"})
+    for (Path path : {Path::Fast, Path::Reference}) {
+      kt::test::Run r = make_run("spark", {{"seq_len", 333},
+                                           {"heads", 4},
+                                           {"kv_heads", 2},
+                                           {"head_dim", 40},
+                                           {"r", 12},
+                                           {"k", 30},
+                                           {"block_rows", 100},
+                                           {"topk_mode", mode}});
+      Workspace ws;
+      run_forward(*r.mech, r.params, r.in, path, ws);
+      EXPECT_EQ(double(ws.peak()), r.mech->cost(r.params, path).workspace_bytes)
+          << mode << " " << path_name(path);
+    }
 }
 
 }  // namespace

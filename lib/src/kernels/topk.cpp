@@ -92,14 +92,66 @@ int64_t argmax_first(const float* x, int64_t n) {
   return best;
 }
 
-// Largest float <= t, so that for float s: s > result  <=>  s > t (exactly, as in double).
-float round_down(double t) {
+}  // namespace
+
+float float_below(double t) {
   float f = static_cast<float>(t);
   if (double(f) > t) f = std::nextafter(f, -INFINITY);
   return f;
 }
 
-}  // namespace
+void moment_thresholds(const float* q, int64_t ldq, const float* key, int64_t ldk, int64_t L,
+                       int64_t r, float alpha, int64_t k, bool causal, double* scratch,
+                       double* theta) {
+  double *m1 = scratch, *M2 = m1 + r, *y = M2 + r * r, *qs = y + r;
+  std::fill(m1, m1 + r + r * r, 0.0);
+  const float* k0 = key;
+  auto row = [&](int64_t i, int64_t n) {
+    if (n <= k) {
+      theta[i] = -INFINITY;
+      return;
+    }
+    const float* qi = q + i * ldq;
+    for (int64_t c = 0; c < r; ++c) qs[c] = double(qi[c] * alpha);
+    double s0 = 0, a = 0, b = 0;
+    for (int64_t c = 0; c < r; ++c) {
+      double t = 0;
+#pragma omp simd reduction(+ : t)
+      for (int64_t e = 0; e < r; ++e) t += M2[c * r + e] * qs[e];
+      s0 += qs[c] * double(k0[c]);
+      a += qs[c] * m1[c];
+      b += qs[c] * t;
+    }
+    const double mean = a / double(n), var = std::max(0.0, b / double(n) - mean * mean);
+    theta[i] = s0 + mean + std::sqrt(var) * inverse_normal_cdf(1.0 - double(k) / double(n));
+  };
+  for (int64_t j = 0; j < L; ++j) {
+    const float* kj = key + j * ldk;
+    for (int64_t c = 0; c < r; ++c) y[c] = double(kj[c]) - double(k0[c]);
+    for (int64_t c = 0; c < r; ++c) {
+      m1[c] += y[c];
+      const double yc = y[c];
+#pragma omp simd
+      for (int64_t e = 0; e < r; ++e) M2[c * r + e] += yc * y[e];
+    }
+    if (causal) row(j, j + 1);
+  }
+  if (!causal)
+    for (int64_t i = 0; i < L; ++i) row(i, L);
+}
+
+float compare_threshold(double theta, int64_t n, int64_t k) {
+  if (n <= k) return -INFINITY;
+  return std::isfinite(theta) ? float_below(theta) : INFINITY;
+}
+
+int64_t select_above_or_argmax(const float* x, int64_t n, float t, int32_t* idx) {
+  if (n <= 0) return 0;
+  const int64_t m = select_greater(x, n, t, idx);
+  if (m > 0) return m;
+  idx[0] = static_cast<int32_t>(argmax_first(x, n));
+  return 1;
+}
 
 int64_t select_topk(const float* x, int64_t n, int64_t k, TopkMode mode, int32_t* idx,
                     float* scratch) {
@@ -108,11 +160,11 @@ int64_t select_topk(const float* x, int64_t n, int64_t k, TopkMode mode, int32_t
     for (int64_t j = 0; j < n; ++j) idx[j] = static_cast<int32_t>(j);
     return n;
   }
+  if (mode == TopkMode::Statistical)
+    return select_above_or_argmax(x, n, compare_threshold(statistical_threshold(x, n, k), n, k),
+                                  idx);
   int64_t m = 0;
-  if (mode == TopkMode::Statistical) {
-    const double theta = statistical_threshold(x, n, k);
-    if (std::isfinite(theta)) m = select_greater(x, n, round_down(theta), idx);
-  } else if (k > 0) {
+  if (k > 0) {
     // τ = k-th largest value; keep every x_j > τ, then the earliest x_j == τ up to k. The search
     // runs on the candidates above the statistical threshold for 2k (about 2k of them) when at
     // least k pass it (then all of the k largest are among them), else on the whole row.
@@ -120,7 +172,7 @@ int64_t select_topk(const float* x, int64_t n, int64_t k, TopkMode mode, int32_t
     if (2 * k < n) {
       const double t2 = statistical_threshold(x, n, 2 * k);
       if (std::isfinite(t2)) {
-        const float tf = round_down(t2);
+        const float tf = float_below(t2);
         for (int64_t j = 0; j < n; ++j) {
           scratch[cand] = x[j];
           cand += x[j] > tf;

@@ -20,6 +20,32 @@ enum class TopkMode { Statistical, Exact };
 // (so a shifted row loses no precision and a constant row gives σ = 0 exactly).
 double statistical_threshold(const float* x, int64_t n, int64_t k);
 
+// Largest float <= t: for a float s, s > float_below(t) <=> double(s) > t, exactly (so a float
+// compare takes the same decision as the double one).
+float float_below(double t);
+
+// The float threshold a row with n visible keys compares its scores against (keep s > it): -inf
+// when n <= k (every key), float_below(theta) for a finite theta, +inf otherwise (nothing passes,
+// the argmax guard keeps one key).
+float compare_threshold(double theta, int64_t n, int64_t k);
+
+// Keeps { j : x_j > t } (increasing), or the first argmax when that is empty; returns the count
+// (>= 1 when n >= 1). idx holds n + 16 int32.
+int64_t select_above_or_argmax(const float* x, int64_t n, float t, int32_t* idx);
+
+// Statistical thresholds of one head's query rows from the moments of its keys, without scanning
+// any score. With qs = the float α·q_i[:r] the predictor scores are computed from (taken exactly
+// in double), s_j = qs·k_j[:r] and y_j = k_j[:r] - k_0[:r] (keys centred on key 0, as
+// statistical_threshold centres on x[0], so no cancellation when |μ| >> σ):
+//   μ_i - s_0 = qs·m1 / n_i,  E[(s - s_0)²] = qsᵀ·M2·qs / n_i,  m1 = Σ y_j,  M2 = Σ y_j y_jᵀ
+// over the visible keys (causal: prefix sums, n_i = i + 1; otherwise all L keys), so
+//   theta[i] = μ_i + σ_i·Φ⁻¹(1 - k/n_i)   (population σ)     if n_i > k,   -inf otherwise:
+// the statistic statistical_threshold computes from the scores, in O(L·r²) instead of O(L²·r).
+// q rows at stride ldq, keys at stride ldk (first r entries used). scratch: r·r + 3·r doubles.
+void moment_thresholds(const float* q, int64_t ldq, const float* key, int64_t ldk, int64_t L,
+                       int64_t r, float alpha, int64_t k, bool causal, double* scratch,
+                       double* theta);
+
 // Indices (increasing) of the keys row x[0..n) keeps, returns their count (>= 1 when n >= 1):
 //   n <= k                 every key;
 //   Statistical            { j : x_j > θ } (θ from statistical_threshold);

@@ -14,20 +14,49 @@
 // Choices (decisions.md): α1 = α2 = scale (default 1/sqrt(head_dim)); population σ; argmax guard;
 // causal by default; with GQA each query head makes its own selection; Φ⁻¹ in double (Acklam +
 // one Halley step, kernels/topk.hpp). RoPE is the caller's (q, k arrive rotated).
-// Passes, both paths, per (b, h, tile of block_rows queries):
-//   (1) predictor scores S = (α·Q[:, :r]) · K[:jmax, :r]ᵀ of the tile: one GEMM, rows x jmax x r,
-//       jmax = last query + 1 (causal) or L. Both paths share this pass, so both see the same float
-//       scores and take the same keep/drop decision for keys at the threshold (decisions.md:
-//       a key within float rounding of θ may go either way; the tests' float64 oracle checks it).
-//   (2) per row: selection (statistics + threshold, or exact top-k) into an index list.
-//   (3) per row, only over the kept keys: softmax of their predictor scores, the softplus gate
-//       (a (d - r)-long dot product per kept key) and the value sum.
-// Reference: (2) by a full sort (exact) or a double compare (statistical), (3) in double with
-// libm. Fast: (2) AVX-512 compare-and-compress, nth_element; (3) vectorised gather
-// (kernels/gather.hpp) over [K[:, r:] ; V] packed into one row per key, prefetched a block of
-// 16 keys ahead; exact mode pre-filters candidates above the threshold for 2k. Work: O(L²·r) for
-// (1), O(L·k·d) for (3); no L x L buffer anywhere (a thread holds block_rows x L predictor scores).
+// Passes:
+//   (0) θ (statistical mode), once, shared by both paths: θ_i = μ_i + σ_i·Φ⁻¹(1 - k/n_i) from the
+//       keys' moments (kernels/topk.hpp moment_thresholds): per (b, h) the keys are walked in
+//       order with running sums m1 = Σ y_j, M2 = Σ y_j y_jᵀ of y_j = k_j[:r] - k_0[:r] in double
+//       (causal: prefix sums; else totals), and μ_i - s_0 = qs·m1/n_i, E[(s - s_0)²] =
+//       qsᵀ·M2·qs/n_i with qs = the float α·q_i[:r] the scores use. The same statistic as a scan
+//       of the scores (population σ, centred on key 0), in O(L·r²) per slice instead of O(L²·r);
+//       θ = -inf for n_i <= k. θ [B,H,L] doubles.
+//   Per (b, h, tile of block_rows queries), in subtiles of <= 64 rows (the rows are vector lanes,
+//   padded to 16):
+//   (1) predictor scores by one routine, kernels/lane_dots (AVX-512 microkernel 64 lanes x 6
+//       keys, or a scalar std::fma fallback: one FMA chain per score either way), so the
+//       reference and the fast path see bit-identical float scores; the compare s > θ_f with
+//       θ_f = the largest float <= θ is exactly double(s) > θ, so both take the same decisions
+//       (decisions.md: a key within float rounding of θ may go either way; the tests' float64
+//       oracle skips such rows).
+//   (2) selection, (3) softmax of the kept scores x softplus gate x values over the kept keys.
+// Reference: (1) for the subtile's visible keys into rows x jmax floats, (2) per row by a double
+// compare with θ or a full sort (exact), argmax guard, (3) in double with libm.
+// Fast, statistical mode on an AVX-512 CPU (fused, per subtile; no rows x L score block):
+//   select  scores of 32 keys at a time into an L1 block, compared in registers with the θ_f
+//           lanes and the causal limit; per key a 64-bit mask of the rows keeping it and the kept
+//           scores compressed in row order; per row the max kept score.
+//   stream  keys in increasing j, in blocks of 32 (the K[:, r:] and V rows read in place, once
+//           per subtile, prefetched 8 keys ahead); per key and kept row the gate dot's
+//           product vector (16 pairs reduced together by a transposed sum) and s - max; per
+//           block exp and softplus vectorised (exp_approx, softplus_approx); then per key, v_j
+//           in registers, acc_row += w·v_j and z_row += e. Rows that keep nothing: argmax guard
+//           (that row's scores recomputed alone, 16 lanes).
+//   Measured (B = 1, H = 8, d = 64, L = 8192, causal, k = 256, 2 threads; spark alone, the two
+//   builds alternated, medians): key streaming 184 / 400 / 344 ms, the per-row gather below over
+//   the same θ and scores 354 / 752 / 704 ms (the machine was shared; the ratio held, ~2x).
+//   A variant emitting per-row key lists from the selection, with the row accumulators in
+//   registers over 512-key chunks, was slower in each of 3 alternated runs (476 / 448 / 240 vs
+//   384 / 183 / 186 ms): the per-pair scatter into 64 row lists.
+// Fast, exact mode (or no AVX-512): [K[:, r:] ; V] packed one row per key; per subtile the scores
+// of (1), then per row the selection
+// (exact: nth_element on the candidates above the statistical threshold for 2k) and a vectorised
+// gather over the kept keys (kernels/gather.hpp), prefetched a block of 16 keys ahead.
+// Work O(L²·r) for (1), O(L·k·d) for (3), O(L·r²) for (0); no L x L buffer anywhere (a thread
+// holds at most 64 x L floats of scores or kept scores).
 #include <fmt/format.h>
+#include <immintrin.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -35,13 +64,24 @@
 
 #include "kernels/blas.hpp"
 #include "kernels/gather.hpp"
+#include "kernels/lane_dots.hpp"
 #include "kernels/topk.hpp"
 #include "mechanisms/common.hpp"
 #include "mechanisms/mechanisms.hpp"
 
+#define KT_AVX512 __attribute__((target("avx512f,avx512dq,fma")))
+
 namespace kt {
 
 namespace {
+
+constexpr int64_t kSubRows = 64;      // query rows (lanes) per subtile: a kept-row mask is 64 bits
+constexpr int64_t kKeyBlock = 32;     // keys per scored block (selection)
+constexpr int64_t kPrefetchKeys = 8;  // [K2;V] rows prefetched this many keys ahead
+
+int64_t pad16(int64_t n) {
+  return (n + 15) / 16 * 16;
+}
 
 struct SparkDims {
   int64_t B, H, G, L, d, dv, r, k, br;
@@ -66,62 +106,360 @@ struct SparkDims {
   int64_t tiles() const { return (L + br - 1) / br; }
   int64_t items() const { return B * H * tiles(); }
   int64_t nthreads() const { return std::min<int64_t>(threads, items()); }
+  int64_t theta_threads() const { return std::min<int64_t>(threads, B * H); }
   int64_t visible(int64_t i) const { return causal ? i + 1 : L; }
-  // Floats per thread: scaled predictor queries, scores, index list (+16 slack), weights, gate
-  // inputs, exact-mode scratch.
-  // Each segment is padded to 16 floats (64 bytes).
-  static int64_t pad(int64_t n) { return (n + 15) / 16 * 16; }
-  int64_t per_thread() const {
-    return pad(br * r) + pad(br * L) + pad(L + 16) + 2 * pad(L) +
-           (mode == TopkMode::Exact ? pad(L) : 0);
+  int64_t jmax(int64_t i1) const { return causal ? i1 : L; }  // keys a block of rows < i1 sees
+  bool statistical() const { return mode == TopkMode::Statistical; }
+  // The fast path's fused kernel: statistical mode on a CPU with AVX-512 (else per-row path).
+  bool fused() const { return statistical() && lane_dots_avx512(); }
+  int64_t rp_max() const { return std::min(kSubRows, pad16(br)); }  // lanes of a subtile
+  // Each per-thread segment is padded to 16 floats (64 bytes).
+  static int64_t pad(int64_t n) { return pad16(n); }
+  // Per-row layout (reference; fast path in exact mode or without AVX-512): scaled predictor
+  // queries qt [r, rp], the subtile's scores S [jmax, rp], one row copied out, index list (+16),
+  // weights (2 x L floats: doubles in the reference, w and gate inputs in the fast path), exact
+  // scratch.
+  int64_t rows_floats() const {
+    const int64_t rp = rp_max();
+    return pad(r * rp) + pad(rp * L) + pad(L) + pad(L + 16) + 3 * pad(L);
+  }
+  // Fused layout: qt [r, rp], scores of one key block [kKeyBlock, rp], kept scores compressed
+  // per key (worst case rp·L + 16), per-key row masks (L uint64), θ lanes, row max, row sum,
+  // accumulators [rp, dv], pending pairs of a key block (gate dot + 16 slack, exp, weight, row),
+  // their per-key starts, 16 gate product vectors awaiting their reduction, and the single-row
+  // queries of the argmax guard [r, 16].
+  int64_t fused_floats() const {
+    const int64_t rp = rp_max(), P = kKeyBlock * rp;
+    return pad(r * rp) + pad(kKeyBlock * rp) + pad(rp * L + 16) + pad(2 * L) + 3 * pad(rp) +
+           pad(rp * dv) + pad(P + 16) + 3 * pad(P) + pad(kKeyBlock + 1) + 256 + pad(r * 16);
+  }
+  int64_t per_thread(Path path) const {
+    return path == Path::Fast && fused() ? fused_floats() : rows_floats();
+  }
+  // Calls f(i0, i1) for the subtiles (<= kSubRows rows) of the tile [t0, t1).
+  template <class F>
+  void subtiles(int64_t t0, int64_t t1, F&& f) const {
+    for (int64_t i0 = t0; i0 < t1; i0 += kSubRows) f(i0, std::min(t1, i0 + kSubRows));
+  }
+  // Predictor (lane, key) pairs the score kernel issues: padded lanes x visible keys per subtile.
+  double issued_pairs() const {
+    double pairs = 0;
+    for (int64_t t0 = 0; t0 < L; t0 += br)
+      subtiles(t0, std::min(L, t0 + br),
+               [&](int64_t i0, int64_t i1) { pairs += double(pad16(i1 - i0)) * double(jmax(i1)); });
+    return pairs;
   }
 };
 
-// Copies K[:, :r] of every (b, g) into k1 [B,G,L,r] (contiguous predictor keys, what the
-// predictor GEMM streams) and, when kv is given, [K[:, r:] ; V] into kv [B,G,L,(d - r) + dv] (one
-// contiguous row per key for the gathers of pass 3).
-void pack_keys(const SparkDims& s, const float* k, const float* v, float* k1, float* kv) {
+// Packs [K[:, r:] ; V] of every (b, g) into kv [B,G,L,(d - r) + dv], one contiguous row per key
+// for the per-row gathers (the fused path and the scores read K and V in place).
+void pack_gate_values(const SparkDims& s, const float* k, const float* v, float* kv) {
   const int64_t rows = s.B * s.G * s.L, w = s.d - s.r + s.dv;
 #pragma omp parallel for num_threads(s.threads) schedule(static)
   for (int64_t j = 0; j < rows; ++j) {
-    const float* kj = k + j * s.d;
-    std::copy(kj, kj + s.r, k1 + j * s.r);
-    if (kv) {
-      std::copy(kj + s.r, kj + s.d, kv + j * w);
-      std::copy(v + j * s.dv, v + (j + 1) * s.dv, kv + j * w + (s.d - s.r));
+    std::copy(k + j * s.d + s.r, k + (j + 1) * s.d, kv + j * w);
+    std::copy(v + j * s.dv, v + (j + 1) * s.dv, kv + j * w + (s.d - s.r));
+  }
+}
+
+// θ of every query row (statistical mode), [B,H,L] doubles, from the keys' moments (topk.hpp):
+// computed once, read by both paths, so they take identical keep/drop decisions.
+void thresholds(const SparkDims& s, const float* q, const float* k, double* scratch,
+                double* theta) {
+  const int64_t per = s.r * s.r + 3 * s.r;
+#pragma omp parallel for num_threads(static_cast <int>(s.theta_threads())) schedule(dynamic, 1)
+  for (int64_t bh = 0; bh < s.B * s.H; ++bh) {
+    const int64_t b = bh / s.H, g = (bh % s.H) / (s.H / s.G);
+    moment_thresholds(q + bh * s.L * s.d, s.d, k + (b * s.G + g) * s.L * s.d, s.d, s.L, s.r,
+                      s.scale, s.k, s.causal, scratch + omp_get_thread_num() * per,
+                      theta + bh * s.L);
+  }
+}
+
+// qt[c·rp + l] = α·q_l[c] for the rows l < rows (row stride d), c < r; padding lanes zero.
+void pack_queries(const SparkDims& s, const float* qrows, int64_t rows, int64_t rp, float* qt) {
+  for (int64_t c = 0; c < s.r; ++c)
+    for (int64_t l = 0; l < rp; ++l) qt[c * rp + l] = l < rows ? qrows[l * s.d + c] * s.scale : 0;
+}
+
+// Predictor scores of a subtile (rows i0.. of one head) against keys [0, n): S[j·rp + l], by the
+// shared score kernel (bit-identical in both paths and in the guard's single-row recompute).
+void subtile_scores(const SparkDims& s, const float* qt, int64_t rp, const float* kb, int64_t j0,
+                    int64_t n, float* S) {
+  lane_dots(qt, rp, kb + j0 * s.d, s.d, n, s.r, S);
+}
+
+// First argmax of row l of a subtile's scores over its n visible keys, recomputing them one
+// key block at a time for that row alone (16 lanes: qt1 [r, 16], st [kKeyBlock, 16]).
+int64_t guard_argmax(const SparkDims& s, const float* qrow, const float* kb, int64_t n, float* qt1,
+                     float* st) {
+  pack_queries(s, qrow, 1, 16, qt1);
+  int64_t best = 0;
+  float best_s = 0;
+  for (int64_t j0 = 0; j0 < n; j0 += kKeyBlock) {
+    const int64_t nb = std::min(kKeyBlock, n - j0);
+    subtile_scores(s, qt1, 16, kb, j0, nb, st);
+    for (int64_t jj = 0; jj < nb; ++jj)
+      if (j0 + jj == 0 || st[jj * 16] > best_s) best = j0 + jj, best_s = st[jj * 16];
+  }
+  return best;
+}
+
+struct FusedScratch {
+  float *qt, *st, *ks, *th, *mx, *z, *acc, *px, *pe, *pw, *pbuf, *qt1;
+  uint64_t* kmask;
+  int32_t *pt, *pstart;
+  FusedScratch(const SparkDims& s, float* f) {
+    const int64_t rp = s.rp_max(), P = kKeyBlock * rp;
+    auto take = [&f](int64_t n) {
+      float* p = f;
+      f += SparkDims::pad(n);
+      return p;
+    };
+    qt = take(s.r * rp);
+    st = take(kKeyBlock * rp);
+    ks = take(rp * s.L + 16);
+    kmask = reinterpret_cast<uint64_t*>(take(2 * s.L));
+    th = take(rp);
+    mx = take(rp);
+    z = take(rp);
+    acc = take(rp * s.dv);
+    px = take(P + 16);
+    pe = take(P);
+    pw = take(P);
+    pt = reinterpret_cast<int32_t*>(take(P));
+    pstart = reinterpret_cast<int32_t*>(take(kKeyBlock + 1));
+    pbuf = take(256);
+    qt1 = take(s.r * 16);
+  }
+};
+
+// a[0..n)·b[0..n) in 16-lane steps (masked tail), one horizontal sum.
+KT_AVX512 inline float dot512(const float* a, const float* b, int64_t n) {
+  __m512 acc = _mm512_setzero_ps();
+  int64_t c = 0;
+  for (; c + 16 <= n; c += 16)
+    acc = _mm512_fmadd_ps(_mm512_loadu_ps(a + c), _mm512_loadu_ps(b + c), acc);
+  if (c < n) {
+    const __mmask16 m = __mmask16((1u << (n - c)) - 1);
+    acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + c), _mm512_maskz_loadu_ps(m, b + c), acc);
+  }
+  return _mm512_reduce_add_ps(acc);
+}
+
+// Sums of 16 vectors: lane l of the result is Σ p[4·(l % 4) + l / 4] (a transposed reduction in
+// four levels of 128-bit-block and in-block shuffles, 45 instructions for 16 sums).
+KT_AVX512 inline __m512 transpose_sum16(__m512* p) {
+  for (int i = 0; i < 8; ++i)
+    p[i] = _mm512_add_ps(_mm512_shuffle_f32x4(p[2 * i], p[2 * i + 1], 0x44),
+                         _mm512_shuffle_f32x4(p[2 * i], p[2 * i + 1], 0xee));
+  for (int i = 0; i < 4; ++i)
+    p[i] = _mm512_add_ps(_mm512_shuffle_f32x4(p[2 * i], p[2 * i + 1], 0x88),
+                         _mm512_shuffle_f32x4(p[2 * i], p[2 * i + 1], 0xdd));
+  for (int i = 0; i < 2; ++i)
+    p[i] = _mm512_add_ps(_mm512_shuffle_ps(p[2 * i], p[2 * i + 1], 0x44),
+                         _mm512_shuffle_ps(p[2 * i], p[2 * i + 1], 0xee));
+  return _mm512_add_ps(_mm512_shuffle_ps(p[0], p[1], 0x88), _mm512_shuffle_ps(p[0], p[1], 0xdd));
+}
+
+// Prefetches the cache lines of x[0..n) into L1.
+inline void prefetch_row(const float* x, int64_t n) {
+  const char* p = reinterpret_cast<const char*>(x);
+  for (int64_t b = 0; b < n * 4; b += 64) _mm_prefetch(p + b, _MM_HINT_T0);
+  _mm_prefetch(p + n * 4 - 1, _MM_HINT_T0);  // the last line of an unaligned row
+}
+
+// Gate dots of pending pairs, 16 at a time: add(e, q2, k2) stores the product vector of pair e
+// (q2·k2 lane-wise, over dg in 16-lane steps) in its slot of pbuf; every 16th pair, and at
+// flush(), transpose_sum16 turns the 16 vectors into 16 dots, stored at px[e0..e0 + 16).
+struct GateDots {
+  float *pbuf, *px;
+  int64_t dg;
+  KT_AVX512 static int slot(int64_t e) { return int(4 * (e % 4) + (e % 16) / 4); }
+  KT_AVX512 void add(int64_t e, const float* q2, const float* k2) const {
+    __m512 acc = _mm512_setzero_ps();
+    int64_t c = 0;
+    for (; c + 16 <= dg; c += 16)
+      acc = _mm512_fmadd_ps(_mm512_loadu_ps(q2 + c), _mm512_loadu_ps(k2 + c), acc);
+    if (c < dg) {
+      const __mmask16 m = __mmask16((1u << (dg - c)) - 1);
+      acc =
+          _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q2 + c), _mm512_maskz_loadu_ps(m, k2 + c), acc);
+    }
+    _mm512_store_ps(pbuf + 16 * slot(e), acc);
+    if (e % 16 == 15) reduce(e - 15);
+  }
+  KT_AVX512 void reduce(int64_t e0) const {
+    __m512 p[16];
+    for (int l = 0; l < 16; ++l) p[l] = _mm512_load_ps(pbuf + 16 * l);
+    _mm512_storeu_ps(px + e0, transpose_sum16(p));
+  }
+  KT_AVX512 void flush(int64_t n) const {  // n pairs added in all
+    if (n % 16 == 0) return;
+    for (int64_t e = n; e % 16; ++e) _mm512_store_ps(pbuf + 16 * slot(e), _mm512_setzero_ps());
+    reduce(n / 16 * 16);
+  }
+};
+
+// acc_{pt[e]}[c0 + 0..16·NV) += pw[e]·v[c0 + ..] and z_{pt[e]} += pe[e] for the pending pairs
+// e in [e0, e1) of one key (v held in registers; the last vector masked by tail).
+template <int NV>
+KT_AVX512 void key_values(const float* v, int64_t c0, __mmask16 tail, const float* pw,
+                          const int32_t* pt, int64_t e0, int64_t e1, int64_t dv, float* acc) {
+  __m512 vv[NV];
+  for (int k = 0; k < NV; ++k)
+    vv[k] = _mm512_maskz_loadu_ps(k < NV - 1 ? __mmask16(0xffff) : tail, v + c0 + 16 * k);
+  for (int64_t e = e0; e < e1; ++e) {
+    const __m512 wb = _mm512_set1_ps(pw[e]);
+    float* a = acc + int64_t(pt[e]) * dv + c0;
+    for (int k = 0; k < NV; ++k) {
+      const __mmask16 m = k < NV - 1 ? __mmask16(0xffff) : tail;
+      _mm512_mask_storeu_ps(a + 16 * k, m,
+                            _mm512_fmadd_ps(wb, vv[k], _mm512_maskz_loadu_ps(m, a + 16 * k)));
     }
   }
 }
 
-// Pass (1) for the queries [i0, i1) of head h: S[(i - i0)·L + j] = α·q_i[:r]·k_j[:r], j < jmax,
-// from the packed k1. Returns jmax. qt holds (i1 - i0)·r floats.
-int64_t predictor_scores(const SparkDims& s, const float* q, const float* k1, int64_t b, int64_t h,
-                         int64_t i0, int64_t i1, float* qt, float* S) {
-  const int64_t g = h / (s.H / s.G), rows = i1 - i0;
-  const int64_t jmax = s.causal ? i1 : s.L;
-  const float* qb = q + ((b * s.H + h) * s.L + i0) * s.d;
-  for (int64_t t = 0; t < rows; ++t)
-    for (int64_t c = 0; c < s.r; ++c) qt[t * s.r + c] = qb[t * s.d + c] * s.scale;
-  blas::gemm(false, true, rows, jmax, s.r, 1.0f, qt, s.r, k1 + (b * s.G + g) * s.L * s.r, s.r, 0.0f,
-             S, s.L);
-  return jmax;
+KT_AVX512 void key_values_all(const float* v, const float* pw, const int32_t* pt, int64_t e0,
+                              int64_t e1, int64_t dv, float* acc) {
+  for (int64_t c0 = 0; c0 < dv; c0 += 64) {
+    const int64_t cw = std::min<int64_t>(64, dv - c0);
+    const int nvec = int((cw + 15) / 16);
+    const __mmask16 tail = __mmask16((1u << (cw - 16 * (nvec - 1))) - 1);
+    switch (nvec) {
+      case 4:
+        key_values<4>(v, c0, tail, pw, pt, e0, e1, dv, acc);
+        break;
+      case 3:
+        key_values<3>(v, c0, tail, pw, pt, e0, e1, dv, acc);
+        break;
+      case 2:
+        key_values<2>(v, c0, tail, pw, pt, e0, e1, dv, acc);
+        break;
+      default:
+        key_values<1>(v, c0, tail, pw, pt, e0, e1, dv, acc);
+        break;
+    }
+  }
 }
 
-// Runs body(thread scratch, b, h, i0, i1) over every (b, h, query tile), largest (latest) causal
-// tiles first, BLAS single-threaded inside.
+// The fused fast path for one subtile: rows [i0, i0 + rows) of one head (query rows qr, stride
+// d; θ th_rows), output rows o (stride dv). Returns the predictor flops it issued.
+//   select: per block of kKeyBlock keys, scores by the shared kernel into a [block, rp] L1
+//           buffer, compared per 16 rows with the θ lanes and the causal limit; emitted per key
+//           as a 64-bit mask of the rows keeping it plus the kept scores compressed in row
+//           order; running max of the kept scores per row.
+//   stream: keys in increasing j, in blocks of kKeyBlock; per key its rows: the gate dot's
+//           product vector (reduced 16 pairs at a time) and s - max into a pending batch; per
+//           batch exp and softplus vectorised; then per key, v_j in registers,
+//           acc_row += w·v_j and z_row += e.
+//   rows that keep nothing: argmax guard (recomputed scores of that row alone).
+KT_AVX512 double fused_subtile(const SparkDims& s, const float* qr, const double* th_rows,
+                               const float* kb, const float* vb, int64_t i0, int64_t rows,
+                               const FusedScratch& w, float* o) {
+  const int64_t rp = pad16(rows), nv = rp / 16, jmax = s.jmax(i0 + rows), dg = s.d - s.r;
+  pack_queries(s, qr, rows, rp, w.qt);
+  __m512 thv[4], mx[4];
+  for (int64_t l = 0; l < rp; ++l)
+    w.th[l] = l < rows ? compare_threshold(th_rows[l], s.visible(i0 + l), s.k) : INFINITY;
+  for (int64_t v = 0; v < nv; ++v) {
+    thv[v] = _mm512_loadu_ps(w.th + 16 * v);
+    mx[v] = _mm512_set1_ps(-INFINITY);
+  }
+  int64_t p = 0;
+  uint64_t any = 0;
+  for (int64_t j0 = 0; j0 < jmax; j0 += kKeyBlock) {
+    const int64_t nb = std::min(kKeyBlock, jmax - j0);
+    subtile_scores(s, w.qt, rp, kb, j0, nb, w.st);
+    for (int64_t jj = 0; jj < nb; ++jj) {
+      const int64_t lim0 = s.causal ? j0 + jj - i0 : 0;  // lanes below it cannot see the key
+      uint64_t km = 0;
+      for (int64_t v = 0; v < nv; ++v) {
+        const __m512 sv = _mm512_loadu_ps(w.st + jj * rp + 16 * v);
+        __mmask16 m = _mm512_cmp_ps_mask(sv, thv[v], _CMP_GT_OQ);
+        const int64_t lim = lim0 - 16 * v;
+        if (lim > 0) m &= lim >= 16 ? __mmask16(0) : __mmask16(0xffffu << lim);
+        // Compress in a register and store a full vector (the memory form is slow on Zen 4);
+        // ks has 16 floats of slack.
+        _mm512_storeu_ps(w.ks + p, _mm512_maskz_compress_ps(m, sv));
+        p += __builtin_popcount(m);
+        mx[v] = _mm512_mask_max_ps(mx[v], m, mx[v], sv);
+        km |= uint64_t(m) << (16 * v);
+      }
+      w.kmask[j0 + jj] = km;
+      any |= km;
+    }
+  }
+  for (int64_t v = 0; v < nv; ++v) _mm512_storeu_ps(w.mx + 16 * v, mx[v]);
+  double issued = 2.0 * double(s.r) * double(rp) * double(jmax);
+
+  std::fill(w.acc, w.acc + rows * s.dv, 0.0f);
+  std::fill(w.z, w.z + rows, 0.0f);
+  const GateDots gd{w.pbuf, w.px, dg};
+  p = 0;
+  for (int64_t j0 = 0; j0 < jmax; j0 += kKeyBlock) {
+    const int64_t nb = std::min(kKeyBlock, jmax - j0);
+    int32_t np = 0;
+    for (int64_t jj = 0; jj < nb; ++jj) {
+      w.pstart[jj] = np;
+      const float* k2 = kb + (j0 + jj) * s.d + s.r;
+      if (j0 + jj + kPrefetchKeys < jmax) {  // the K[:, r:] and V rows read kPrefetchKeys on
+        prefetch_row(k2 + kPrefetchKeys * s.d, dg);
+        prefetch_row(vb + (j0 + jj + kPrefetchKeys) * s.dv, s.dv);
+      }
+      for (uint64_t km = w.kmask[j0 + jj]; km; km &= km - 1) {
+        const int t = __builtin_ctzll(km);
+        gd.add(np, qr + t * s.d + s.r, k2);
+        w.pe[np] = w.ks[p++] - w.mx[t];
+        w.pt[np++] = t;
+      }
+    }
+    w.pstart[nb] = np;
+    gd.flush(np);
+    const float alpha = s.scale;
+#pragma omp simd
+    for (int32_t e = 0; e < np; ++e) {
+      const float ex = exp_approx(w.pe[e]);
+      w.pw[e] = ex * softplus_approx(alpha * w.px[e]);
+      w.pe[e] = ex;
+    }
+    for (int32_t e = 0; e < np; ++e) w.z[w.pt[e]] += w.pe[e];
+    for (int64_t jj = 0; jj < nb; ++jj)
+      if (w.pstart[jj] < w.pstart[jj + 1])
+        key_values_all(vb + (j0 + jj) * s.dv, w.pw, w.pt, w.pstart[jj], w.pstart[jj + 1], s.dv,
+                       w.acc);
+  }
+  for (int64_t t = 0; t < rows; ++t) {
+    float* ot = o + t * s.dv;
+    if (any >> t & 1) {
+      const float inv = 1.0f / w.z[t];
+      for (int64_t c = 0; c < s.dv; ++c) ot[c] = w.acc[t * s.dv + c] * inv;
+      continue;
+    }
+    // Nothing above θ: keep the first argmax alone (softmax weight 1).
+    const int64_t n = s.visible(i0 + t);
+    const int64_t a = guard_argmax(s, qr + t * s.d, kb, n, w.qt1, w.st);
+    issued += 2.0 * double(s.r) * 16.0 * double(n);
+    const float g = softplus_approx(s.scale * dot512(qr + t * s.d + s.r, kb + a * s.d + s.r, dg));
+    for (int64_t c = 0; c < s.dv; ++c) ot[c] = g * vb[a * s.dv + c];
+  }
+  return issued;
+}
+
+// Runs body(thread scratch, b, h, t0, t1) over every (b, h, query tile), largest (latest) causal
+// tiles first.
 template <class Body>
-void for_each_tile(const SparkDims& s, float* scratch, Body&& body) {
+void for_each_tile(const SparkDims& s, float* scratch, int64_t per_thread, Body&& body) {
   const int64_t tiles = s.tiles(), items = s.items();
-  blas::ThreadsScope blas_single(1);
 #pragma omp parallel num_threads(static_cast <int>(s.nthreads()))
   {
     FlushDenormals ftz;
-    float* mine = scratch + s.per_thread() * omp_get_thread_num();
+    float* mine = scratch + per_thread * omp_get_thread_num();
 #pragma omp for schedule(dynamic, 1)
     for (int64_t item = 0; item < items; ++item) {
       const int64_t t = tiles - 1 - item % tiles, bh = item / tiles;
-      const int64_t i0 = t * s.br, i1 = std::min(s.L, i0 + s.br);
-      body(mine, bh / s.H, bh % s.H, i0, i1);
+      const int64_t t0 = t * s.br, t1 = std::min(s.L, t0 + s.br);
+      body(mine, bh / s.H, bh % s.H, t0, t1);
     }
   }
 }
@@ -224,19 +562,17 @@ class SparkAttention final : public Mechanism {
     const SparkDims s(p);
     const double L = s.L, k = s.k, d = s.d, dv = s.dv, r = s.r, slices = double(s.B * s.H);
     // Per (b, h) slice: N visible pairs (predictor), M kept pairs (gate + values; statistical
-    // mode keeps about min(k, n) per row, exact mode exactly that), N_big pairs and R_big rows
-    // that need a threshold (n > k).
-    double N, M, Nbig, Rbig;
+    // mode keeps about min(k, n) per row, exact mode exactly that), R_big rows that need a
+    // threshold (n > k).
+    double N, M, Rbig;
     if (s.causal) {
       const double kc = std::min(k, L);
       N = L * (L + 1) / 2;
       M = kc * (kc + 1) / 2 + (L - kc) * k;
-      Nbig = L > k ? N - k * (k + 1) / 2 : 0;
       Rbig = std::max(0.0, L - k);
     } else {
       N = L * L;
       M = L * std::min(k, L);
-      Nbig = L > k ? N : 0;
       Rbig = L > k ? L : 0;
     }
     CostModel c;
@@ -244,34 +580,67 @@ class SparkAttention final : public Mechanism {
                  values = slices * 2 * dv * M;
     c.flops = pred + gate + values;
     c.flops_parts = {{"predictor", pred}, {"gate", gate}, {"values", values}};
-    // Scale folded into the predictor queries (L·r); statistics (shift, add, square, add) and one
-    // compare per visible key of a thresholded row; softmax 3M - 2L; gate scale and product 2M;
-    // deferred normalisation L·dv + L.
-    c.elementwise = slices * (L * r + 5 * Nbig + 3 * M - 2 * L + 2 * M + L * dv + L);
+    // Predictor scores as issued: padded lanes (16) x visible keys per subtile of <= 64 rows
+    // (the causal tile's upper triangle included); the gate and value sums are not counted
+    // (sparse, per kept pair). The argmax guard's single-row recompute (16 lanes x n keys, only
+    // for a row that keeps nothing: never with non-degenerate scores) is counted when it runs.
+    const double issued_pairs = s.issued_pairs();
+    c.issued_flops = slices * 2 * r * issued_pairs;
+    // Scale folded into the predictor queries (L·r); statistics from the key moments (statistical
+    // mode: per key a rank-1 update of the r x r second moment, per thresholded row a quadratic
+    // form, 2·r² each); one compare per issued (lane, key); softmax 3M - 2L; gate scale and
+    // product 2M; deferred normalisation L·dv + L.
+    const double stats = s.statistical() ? 2 * r * r * (L + Rbig) : 0;
+    c.elementwise = slices * (L * r + stats + issued_pairs + 3 * M - 2 * L + 2 * M + L * dv + L);
     // exp per kept key (softmax), softplus = exp + log1p per kept key, sqrt + Φ⁻¹ per
     // thresholded row.
     c.transcendentals = slices * (3 * M + 2 * Rbig);
-    // Predictor GEMMs as issued: rows x jmax per tile (the tile's upper triangle included).
-    double tile_pairs = 0;
-    for (int64_t i0 = 0; i0 < s.L; i0 += s.br) {
-      const int64_t i1 = std::min(s.L, i0 + s.br);
-      tile_pairs += double(i1 - i0) * double(s.causal ? i1 : s.L);
-    }
-    c.issued_flops = slices * 2 * r * tile_pairs;  // the gate and value sums are not GEMMs
     c.io_bytes = 4 * (slices * L * (d + dv) + double(s.B * s.G) * L * (d + dv));
     c.kv_bytes_per_token = 4 * double(s.G) * (d + dv);
-    c.time_complexity = "O(B·H·(L²·r + L·k·d))";
-    c.space_complexity = "O(T·Br·L + B·G·L·(d + dv))";
-    const double packed_k1 = 4.0 * double(s.B * s.G * s.L * s.r);
-    if (path == Path::Fast) {
-      c.workspace_bytes = 4.0 * double(s.nthreads() * s.per_thread()) + packed_k1 +
-                          4.0 * double(s.B * s.G * s.L * (s.d - s.r + s.dv));
-      c.form = "predictor GEMM per row tile + threshold + gather over kept keys";
-    } else {
-      c.workspace_bytes = 4.0 * double(s.nthreads() * s.per_thread()) + packed_k1;
-      c.form = "predictor GEMM per row tile + sort/double-precision selection and sums";
-    }
+    c.time_complexity = "O(B·H·(L²·r + L·k·d + L·r²))";
+    c.space_complexity = "O(T·64·L + B·G·L·(d + dv) + B·H·L)";
+    // Allocations, in order: per-thread scratch, [K2;V] (per-row fast path), θ and the moment
+    // scratch (statistical).
+    double bytes = Workspace::padded_float_bytes(double(s.nthreads() * s.per_thread(path)));
+    if (path == Path::Fast && !s.fused())
+      bytes += Workspace::padded_float_bytes(double(s.B * s.G * s.L * (s.d - s.r + s.dv)));
+    if (s.statistical())
+      bytes +=
+          double(Workspace::padded_bytes(size_t(8 * s.B * s.H * s.L))) +
+          double(Workspace::padded_bytes(size_t(8 * s.theta_threads() * (s.r * s.r + 3 * s.r))));
+    c.workspace_bytes = bytes;
+    if (path == Path::Fast)
+      c.form = s.fused() ? "θ from key moments + fused AVX-512 score/compare per 64-row tile + "
+                           "key-streamed gate and values"
+                         : "θ from key moments (statistical) + lane-dot scores per 64-row tile + "
+                           "per-row selection and gather over kept keys";
+    else
+      c.form =
+          "θ from key moments (statistical) + lane-dot scores per 64-row tile + "
+          "sort/double-precision selection and sums";
     return c;
+  }
+
+  // Allocations shared by both paths (the order cost() assumes): per-thread scratch, [K2;V]
+  // (per-row fast path), θ (statistical, computed here).
+  struct Buffers {
+    float *scratch, *kv = nullptr;
+    double* theta = nullptr;
+  };
+  static Buffers prepare(const SparkDims& s, Path path, const TensorMap& in, Workspace& ws) {
+    const float *q = input(in, "q").data(), *k = input(in, "k").data(), *v = input(in, "v").data();
+    Buffers bf;
+    bf.scratch = ws.alloc_floats(s.nthreads() * s.per_thread(path));
+    if (path == Path::Fast && !s.fused()) {
+      bf.kv = ws.alloc_floats(s.B * s.G * s.L * (s.d - s.r + s.dv));
+      pack_gate_values(s, k, v, bf.kv);
+    }
+    if (s.statistical()) {
+      bf.theta = ws.alloc<double>(s.B * s.H * s.L);
+      double* mscratch = ws.alloc<double>(s.theta_threads() * (s.r * s.r + 3 * s.r));
+      thresholds(s, q, k, mscratch, bf.theta);
+    }
+    return bf;
   }
 
   void reference(const Params& p, const TensorMap& in, TensorMap& out,
@@ -280,64 +649,71 @@ class SparkAttention final : public Mechanism {
     const float *q = input(in, "q").data(), *k = input(in, "k").data(), *v = input(in, "v").data();
     float* o = output(out, "out").data();
     Workspace::Scope scope(ws);
-    float* scratch = ws.alloc_floats(s.nthreads() * s.per_thread());
-    float* k1 = ws.alloc_floats(s.B * s.G * s.L * s.r);
-    pack_keys(s, k, v, k1, nullptr);
-    for_each_tile(s, scratch, [&](float* mine, int64_t b, int64_t h, int64_t i0, int64_t i1) {
-      float* qt = mine;
-      float* S = qt + s.pad(s.br * s.r);
-      int32_t* idx = reinterpret_cast<int32_t*>(S + s.pad(s.br * s.L));
-      double* w = reinterpret_cast<double*>(idx + s.pad(s.L + 16));  // 2·pad(L) floats
-      const int64_t g = h / (s.H / s.G);
-      predictor_scores(s, q, k1, b, h, i0, i1, qt, S);
-      const float* kb = k + (b * s.G + g) * s.L * s.d;
-      const float* vb = v + (b * s.G + g) * s.L * s.dv;
-      for (int64_t i = i0; i < i1; ++i) {
-        const float* si = S + (i - i0) * s.L;
-        const float* qi = q + ((b * s.H + h) * s.L + i) * s.d;
-        const int64_t n = s.visible(i);
-        // Selection.
-        int64_t m = 0;
-        if (n <= s.k) {
-          for (int64_t j = 0; j < n; ++j) idx[m++] = int32_t(j);
-        } else if (s.mode == TopkMode::Statistical) {
-          const double theta = statistical_threshold(si, n, s.k);
-          for (int64_t j = 0; j < n; ++j)
-            if (double(si[j]) > theta) idx[m++] = int32_t(j);
-        } else {
-          for (int64_t j = 0; j < n; ++j) idx[j] = int32_t(j);
-          std::sort(idx, idx + n, [&](int32_t a, int32_t c) {
-            return si[a] > si[c] || (si[a] == si[c] && a < c);
+    const Buffers bf = prepare(s, Path::Reference, in, ws);
+    const int64_t per = s.per_thread(Path::Reference);
+    for_each_tile(
+        s, bf.scratch, per, [&](float* mine, int64_t b, int64_t h, int64_t t0, int64_t t1) {
+          const int64_t rpm = s.rp_max();
+          float* qt = mine;
+          float* S = qt + s.pad(s.r * rpm);
+          int32_t* idx = reinterpret_cast<int32_t*>(S + s.pad(rpm * s.L) + s.pad(s.L));
+          double* w = reinterpret_cast<double*>(idx + s.pad(s.L + 16));  // 2·pad(L) floats
+          const int64_t g = h / (s.H / s.G);
+          const float* kb = k + (b * s.G + g) * s.L * s.d;
+          const float* vb = v + (b * s.G + g) * s.L * s.dv;
+          s.subtiles(t0, t1, [&](int64_t i0, int64_t i1) {
+            const int64_t rp = pad16(i1 - i0);
+            pack_queries(s, q + ((b * s.H + h) * s.L + i0) * s.d, i1 - i0, rp, qt);
+            subtile_scores(s, qt, rp, kb, 0, s.jmax(i1), S);
+            for (int64_t i = i0; i < i1; ++i) {
+              auto si = [&](int64_t j) { return S[j * rp + (i - i0)]; };
+              const float* qi = q + ((b * s.H + h) * s.L + i) * s.d;
+              const int64_t n = s.visible(i);
+              // Selection.
+              int64_t m = 0;
+              if (n <= s.k) {
+                for (int64_t j = 0; j < n; ++j) idx[m++] = int32_t(j);
+              } else if (s.statistical()) {
+                const double theta = bf.theta[(b * s.H + h) * s.L + i];
+                if (std::isfinite(theta))
+                  for (int64_t j = 0; j < n; ++j)
+                    if (double(si(j)) > theta) idx[m++] = int32_t(j);
+              } else {
+                for (int64_t j = 0; j < n; ++j) idx[j] = int32_t(j);
+                std::sort(idx, idx + n, [&](int32_t a, int32_t c) {
+                  return si(a) > si(c) || (si(a) == si(c) && a < c);
+                });
+                m = s.k;
+                std::sort(idx, idx + m);
+              }
+              if (m == 0) {  // nothing above the threshold: keep the first argmax
+                int64_t best = 0;
+                for (int64_t j = 1; j < n; ++j)
+                  if (si(j) > si(best)) best = j;
+                idx[m++] = int32_t(best);
+              }
+              // Softmax over the kept predictor scores, times the softplus gate, in double.
+              double mx = -INFINITY, z = 0;
+              for (int64_t t = 0; t < m; ++t) mx = std::max(mx, double(si(idx[t])));
+              for (int64_t t = 0; t < m; ++t) {
+                const float* kj = kb + int64_t(idx[t]) * s.d;
+                double x = 0;
+                for (int64_t c = s.r; c < s.d; ++c) x += double(qi[c]) * double(kj[c]);
+                x *= s.scale;
+                const double e = std::exp(double(si(idx[t])) - mx);
+                z += e;
+                w[t] = e * (std::max(x, 0.0) + std::log1p(std::exp(-std::abs(x))));
+              }
+              float* oi = o + ((b * s.H + h) * s.L + i) * s.dv;
+              for (int64_t c = 0; c < s.dv; ++c) {
+                double acc = 0;
+                for (int64_t t = 0; t < m; ++t)
+                  acc += w[t] * double(vb[int64_t(idx[t]) * s.dv + c]);
+                oi[c] = static_cast<float>(acc / z);
+              }
+            }
           });
-          m = s.k;
-          std::sort(idx, idx + m);
-        }
-        if (m == 0) {  // nothing above the threshold: keep the first argmax
-          int64_t best = 0;
-          for (int64_t j = 1; j < n; ++j)
-            if (si[j] > si[best]) best = j;
-          idx[m++] = int32_t(best);
-        }
-        // Softmax over the kept predictor scores, times the softplus gate, in double.
-        double mx = -INFINITY, z = 0;
-        for (int64_t t = 0; t < m; ++t) mx = std::max(mx, double(si[idx[t]]));
-        for (int64_t t = 0; t < m; ++t) {
-          const float* kj = kb + int64_t(idx[t]) * s.d;
-          double x = 0;
-          for (int64_t c = s.r; c < s.d; ++c) x += double(qi[c]) * double(kj[c]);
-          x *= s.scale;
-          const double e = std::exp(double(si[idx[t]]) - mx);
-          z += e;
-          w[t] = e * (std::max(x, 0.0) + std::log1p(std::exp(-std::abs(x))));
-        }
-        float* oi = o + ((b * s.H + h) * s.L + i) * s.dv;
-        for (int64_t c = 0; c < s.dv; ++c) {
-          double acc = 0;
-          for (int64_t t = 0; t < m; ++t) acc += w[t] * double(vb[int64_t(idx[t]) * s.dv + c]);
-          oi[c] = static_cast<float>(acc / z);
-        }
-      }
-    });
+        });
   }
 
   void fast(const Params& p, const TensorMap& in, TensorMap& out, Workspace& ws) const override {
@@ -345,37 +721,63 @@ class SparkAttention final : public Mechanism {
     const float *q = input(in, "q").data(), *k = input(in, "k").data(), *v = input(in, "v").data();
     float* o = output(out, "out").data();
     Workspace::Scope scope(ws);
-    float* scratch = ws.alloc_floats(s.nthreads() * s.per_thread());
-    const int64_t w2 = s.d - s.r + s.dv;  // packed [K[:, r:] ; V] row
-    float* k1 = ws.alloc_floats(s.B * s.G * s.L * s.r);
-    float* kv = ws.alloc_floats(s.B * s.G * s.L * w2);
-    pack_keys(s, k, v, k1, kv);
-    for_each_tile(s, scratch, [&](float* mine, int64_t b, int64_t h, int64_t i0, int64_t i1) {
-      float* qt = mine;
-      float* S = qt + s.pad(s.br * s.r);
-      int32_t* idx = reinterpret_cast<int32_t*>(S + s.pad(s.br * s.L));
-      float* w = reinterpret_cast<float*>(idx + s.pad(s.L + 16));
-      float* x = w + s.pad(s.L);
-      float* sel_scratch = x + s.pad(s.L);  // exact mode only
-      const int64_t g = h / (s.H / s.G);
-      predictor_scores(s, q, k1, b, h, i0, i1, qt, S);
-      const float* kvb = kv + (b * s.G + g) * s.L * w2;
-      const GatherPrefetch pf{kvb, w2, w2};
-      for (int64_t i = i0; i < i1; ++i) {
-        const float* si = S + (i - i0) * s.L;
-        const float* qi = q + ((b * s.H + h) * s.L + i) * s.d;
-        const int64_t m = select_topk(si, s.visible(i), s.k, s.mode, idx, sel_scratch);
-        for (int64_t t = 0; t < m; ++t) w[t] = si[idx[t]];
-        // Gate of a block of kept keys: w_t *= softplus(α·q[r:]·k_j[r:]).
-        auto gate = [&](float* wt, const int32_t* it, int64_t n) {
-          gather_dots(qi + s.r, kvb, w2, it, n, s.d - s.r, s.scale, x);
+    const Buffers bf = prepare(s, Path::Fast, in, ws);
+    const int64_t per = s.per_thread(Path::Fast), w2 = s.d - s.r + s.dv;
+    const bool fused = s.fused();
+    for_each_tile(
+        s, bf.scratch, per, [&](float* mine, int64_t b, int64_t h, int64_t t0, int64_t t1) {
+          const int64_t g = h / (s.H / s.G), bh = b * s.H + h;
+          const float* kb = k + (b * s.G + g) * s.L * s.d;
+          const float* vb = v + (b * s.G + g) * s.L * s.dv;
+          double issued = 0;
+          if (fused) {
+            const FusedScratch fs(s, mine);
+            s.subtiles(t0, t1, [&](int64_t i0, int64_t i1) {
+              issued += fused_subtile(s, q + (bh * s.L + i0) * s.d, bf.theta + bh * s.L + i0, kb,
+                                      vb, i0, i1 - i0, fs, o + (bh * s.L + i0) * s.dv);
+            });
+            blas::add_counted_flops(issued);
+            return;
+          }
+          // Per-row path (exact mode, or no AVX-512): subtile scores, then per row a selection and
+          // a vectorised gather over the kept keys (kernels/gather.hpp), prefetched a block ahead.
+          const float* kvb = bf.kv + (b * s.G + g) * s.L * w2;
+          const int64_t rpm = s.rp_max();
+          float* qt = mine;
+          float* S = qt + s.pad(s.r * rpm);
+          float* row = S + s.pad(rpm * s.L);
+          int32_t* idx = reinterpret_cast<int32_t*>(row + s.pad(s.L));
+          float* w = reinterpret_cast<float*>(idx + s.pad(s.L + 16));
+          float* x = w + s.pad(s.L);
+          float* sel_scratch = x + s.pad(s.L);  // exact mode only
+          const GatherPrefetch pf{kvb, w2, w2};
+          s.subtiles(t0, t1, [&](int64_t i0, int64_t i1) {
+            const int64_t rp = pad16(i1 - i0), jmax = s.jmax(i1);
+            pack_queries(s, q + (bh * s.L + i0) * s.d, i1 - i0, rp, qt);
+            subtile_scores(s, qt, rp, kb, 0, jmax, S);
+            issued += 2.0 * double(s.r) * double(rp) * double(jmax);
+            for (int64_t i = i0; i < i1; ++i) {
+              const int64_t n = s.visible(i);
+              for (int64_t j = 0; j < n; ++j) row[j] = S[j * rp + (i - i0)];
+              const float* qi = q + (bh * s.L + i) * s.d;
+              const int64_t m =
+                  s.statistical()
+                      ? select_above_or_argmax(
+                            row, n, compare_threshold(bf.theta[bh * s.L + i], n, s.k), idx)
+                      : select_topk(row, n, s.k, s.mode, idx, sel_scratch);
+              for (int64_t t = 0; t < m; ++t) w[t] = row[idx[t]];
+              // Gate of a block of kept keys: w_t *= softplus(α·q[r:]·k_j[r:]).
+              auto gate = [&](float* wt, const int32_t* it, int64_t nb) {
+                gather_dots(qi + s.r, kvb, w2, it, nb, s.d - s.r, s.scale, x);
 #pragma omp simd
-          for (int64_t t = 0; t < n; ++t) wt[t] *= softplus_approx(x[t]);
-        };
-        attend_gather_row(w, idx, m, kvb + (s.d - s.r), w2, s.dv,
-                          o + ((b * s.H + h) * s.L + i) * s.dv, gate, pf);
-      }
-    });
+                for (int64_t t = 0; t < nb; ++t) wt[t] *= softplus_approx(x[t]);
+              };
+              attend_gather_row(w, idx, m, kvb + (s.d - s.r), w2, s.dv, o + (bh * s.L + i) * s.dv,
+                                gate, pf);
+            }
+          });
+          blas::add_counted_flops(issued);
+        });
   }
 };
 
