@@ -9,7 +9,7 @@
 #include "core/random.hpp"
 #include "kernels/blas.hpp"
 #include "kernels/gather.hpp"
-#include "kernels/lane_dots.hpp"
+#include "kernels/tile.hpp"
 #include "kernels/topk.hpp"
 #include "test_util.hpp"
 

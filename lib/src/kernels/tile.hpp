@@ -86,11 +86,18 @@ class FusedTile : public TileState {
 // overhead). Need fused_kernel_available(); the products add their flops to the BLAS counter.
 //   pack_lanes       AT[c][r] = scale·a.at(r)[c] for r < rows, zero for rows <= r < rp
 //                    (rp a multiple of 16; AT is [dim, rp])
-//   lane_scores      XT[j][r] = sum_c Y[j][c]·AT[c][r] for j < n, r < rp (rp a multiple of 32)
+//   lane_dots        XT[j][r] = sum_c Y[j][c]·AT[c][r] for j < n, r < rp (rp a multiple of 16),
+//                    each one FMA chain in increasing c from 0: bit-identical whatever the tile
+//                    width or code path (the AVX-512 microkernel, or a scalar std::fma fallback
+//                    chosen at run time, the one lane kernel that runs without AVX-512; spark's
+//                    reference and fast paths rely on it). Counts no flops.
+//   lane_scores      lane_dots that adds its flops to the counter (AVX-512 only)
 //   lane_accumulate  acc[r][:vdim] = corr[r]·acc[r][:vdim] + sum_j X[j][r]·Y[j][:vdim] for
 //                    r < rows (X: [n, rp]; acc rows ldacc apart; corr null: 1)
 void pack_lanes(const TileRows<const float>& a, int64_t rows, int64_t dim, float scale, float* at,
                 int64_t rp);
+void lane_dots(const float* qt, int64_t rp, const float* k, int64_t ldk, int64_t n, int64_t dim,
+               float* st);
 void lane_scores(const float* at, int64_t rp, const float* y, int64_t y_stride, int64_t n,
                  int64_t dim, float* xt);
 void lane_accumulate(const float* x, int64_t rp, int64_t rows, int64_t n, const float* y,

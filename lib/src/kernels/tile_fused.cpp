@@ -47,28 +47,43 @@ KT_AVX512 inline __m512 exp16(__m512 x) {
   return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, lo, _CMP_GE_OQ), res);  // x < -87 (or -inf) -> 0
 }
 
-// Pass 1 microkernel: ST[j][r0..r0+32) for NJ keys, over dim c.
-template <int NJ>
-KT_AVX512 inline void scores_32xNJ(const float* qt, int64_t rp, const float* const* krow,
-                                   int64_t dim, float* st, int64_t r0) {
-  __m512 acc[NJ][2];
+// Pass 1 microkernel (lane_dots): ST[j][l0 .. l0 + 16·NV) for NJ keys, over dim c: NV vectors
+// of query lanes x NJ broadcast key elements, one FMA chain per result in increasing c.
+template <int NV, int NJ>
+KT_AVX512 inline void dots_block(const float* qt, int64_t rp, int64_t l0, const float* k,
+                                 int64_t ldk, int64_t dim, float* st) {
+  __m512 acc[NJ][NV];
 #pragma GCC unroll 8
-  for (int j = 0; j < NJ; ++j) acc[j][0] = acc[j][1] = _mm512_setzero_ps();
+  for (int j = 0; j < NJ; ++j)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[j][v] = _mm512_setzero_ps();
   for (int64_t c = 0; c < dim; ++c) {
-    const __m512 q0 = _mm512_loadu_ps(qt + c * rp + r0),
-                 q1 = _mm512_loadu_ps(qt + c * rp + r0 + 16);
+    __m512 q[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) q[v] = _mm512_loadu_ps(qt + c * rp + l0 + 16 * v);
 #pragma GCC unroll 8
     for (int j = 0; j < NJ; ++j) {
-      const __m512 kb = _mm512_set1_ps(krow[j][c]);
-      acc[j][0] = _mm512_fmadd_ps(q0, kb, acc[j][0]);
-      acc[j][1] = _mm512_fmadd_ps(q1, kb, acc[j][1]);
+      const __m512 kb = _mm512_set1_ps(k[j * ldk + c]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[j][v] = _mm512_fmadd_ps(q[v], kb, acc[j][v]);
     }
   }
 #pragma GCC unroll 8
-  for (int j = 0; j < NJ; ++j) {
-    _mm512_storeu_ps(st + j * rp + r0, acc[j][0]);
-    _mm512_storeu_ps(st + j * rp + r0 + 16, acc[j][1]);
-  }
+  for (int j = 0; j < NJ; ++j)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) _mm512_storeu_ps(st + j * rp + l0 + 16 * v, acc[j][v]);
+}
+
+// All n keys for the lanes [l0, l0 + 16·NV): 6 keys per microkernel call, then the tail.
+template <int NV>
+KT_AVX512 void dots_lanes(const float* qt, int64_t rp, int64_t l0, const float* k, int64_t ldk,
+                          int64_t n, int64_t dim, float* st) {
+  using Tail = void (*)(const float*, int64_t, int64_t, const float*, int64_t, int64_t, float*);
+  constexpr Tail kTail[6] = {nullptr,           dots_block<NV, 1>, dots_block<NV, 2>,
+                             dots_block<NV, 3>, dots_block<NV, 4>, dots_block<NV, 5>};
+  int64_t j = 0;
+  for (; j + 6 <= n; j += 6) dots_block<NV, 6>(qt, rp, l0, k + j * ldk, ldk, dim, st + j * rp);
+  if (j < n) kTail[n - j](qt, rp, l0, k + j * ldk, ldk, dim, st + j * rp);
 }
 
 // Pass 3 microkernel: NR rows x 64 values starting at value v0 (mk: the lanes of each of the 4
@@ -150,22 +165,23 @@ KT_AVX512 inline void transpose16(__m512 x[16]) {
   }
 }
 
-// Pass 1 over n keys: ST[j][0..rp) for j < n, 6 keys per microkernel call.
+// Pass 1 over n keys, lanes in groups of up to 64 (4 vectors).
 KT_PASS void scores_block(const float* qt, int64_t rp, const float* k, int64_t k_stride, int64_t n,
                           int64_t dim, float* st) {
-  const float* krow[6];
-  int64_t j = 0;
-  for (; j + 6 <= n; j += 6) {
-    for (int t = 0; t < 6; ++t) krow[t] = k + (j + t) * k_stride;
-    for (int64_t r0 = 0; r0 < rp; r0 += 32) scores_32xNJ<6>(qt, rp, krow, dim, st + j * rp, r0);
-  }
-  if (j == n) return;
-  using ScoresFn = void (*)(const float*, int64_t, const float* const*, int64_t, float*, int64_t);
-  constexpr ScoresFn kTail[6] = {nullptr,         scores_32xNJ<1>, scores_32xNJ<2>,
-                                 scores_32xNJ<3>, scores_32xNJ<4>, scores_32xNJ<5>};
-  const int left = int(n - j);
-  for (int t = 0; t < left; ++t) krow[t] = k + (j + t) * k_stride;
-  for (int64_t r0 = 0; r0 < rp; r0 += 32) kTail[left](qt, rp, krow, dim, st + j * rp, r0);
+  for (int64_t l0 = 0; l0 < rp; l0 += 64) switch (std::min<int64_t>(4, (rp - l0) / 16)) {
+      case 4:
+        dots_lanes<4>(qt, rp, l0, k, k_stride, n, dim, st);
+        break;
+      case 3:
+        dots_lanes<3>(qt, rp, l0, k, k_stride, n, dim, st);
+        break;
+      case 2:
+        dots_lanes<2>(qt, rp, l0, k, k_stride, n, dim, st);
+        break;
+      default:
+        dots_lanes<1>(qt, rp, l0, k, k_stride, n, dim, st);
+        break;
+    }
 }
 
 // pv_rows<NR> by row count.
@@ -285,6 +301,17 @@ KT_AVX512 void pack_lanes(const TileRows<const float>& a, int64_t rows, int64_t 
                                : _mm512_setzero_ps();
       transpose16(blk);
       for (int64_t c = 0; c < cw; ++c) _mm512_storeu_ps(at + (c0 + c) * rp + r0, blk[c]);
+    }
+}
+
+void lane_dots(const float* qt, int64_t rp, const float* k, int64_t ldk, int64_t n, int64_t dim,
+               float* st) {
+  if (fused_kernel_available()) return scores_block(qt, rp, k, ldk, n, dim, st);
+  for (int64_t j = 0; j < n; ++j)  // the same FMA chain per result, in scalar code
+    for (int64_t l = 0; l < rp; ++l) {
+      float acc = 0.0f;
+      for (int64_t c = 0; c < dim; ++c) acc = std::fma(qt[c * rp + l], k[j * ldk + c], acc);
+      st[j * rp + l] = acc;
     }
 }
 

@@ -24,7 +24,8 @@
 //       θ = -inf for n_i <= k. θ [B,H,L] doubles.
 //   Per (b, h, tile of block_rows queries), in subtiles of <= 64 rows (the rows are vector lanes,
 //   padded to 16):
-//   (1) predictor scores by one routine, kernels/lane_dots (AVX-512 microkernel 64 lanes x 6
+//   (1) predictor scores by one routine, kernels/tile.hpp (lane_dots) (AVX-512 microkernel 64 lanes
+//   x 6
 //       keys, or a scalar std::fma fallback: one FMA chain per score either way), so the
 //       reference and the fast path see bit-identical float scores; the compare s > θ_f with
 //       θ_f = the largest float <= θ is exactly double(s) > θ, so both take the same decisions
@@ -64,7 +65,7 @@
 
 #include "kernels/blas.hpp"
 #include "kernels/gather.hpp"
-#include "kernels/lane_dots.hpp"
+#include "kernels/tile.hpp"
 #include "kernels/topk.hpp"
 #include "mechanisms/common.hpp"
 #include "mechanisms/mechanisms.hpp"
@@ -111,7 +112,7 @@ struct SparkDims {
   int64_t jmax(int64_t i1) const { return causal ? i1 : L; }  // keys a block of rows < i1 sees
   bool statistical() const { return mode == TopkMode::Statistical; }
   // The fast path's fused kernel: statistical mode on a CPU with AVX-512 (else per-row path).
-  bool fused() const { return statistical() && lane_dots_avx512(); }
+  bool fused() const { return statistical() && fused_kernel_available(); }
   int64_t rp_max() const { return std::min(kSubRows, pad16(br)); }  // lanes of a subtile
   // Each per-thread segment is padded to 16 floats (64 bytes).
   static int64_t pad(int64_t n) { return pad16(n); }
