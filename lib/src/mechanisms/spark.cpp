@@ -24,9 +24,8 @@
 //       θ = -inf for n_i <= k. θ [B,H,L] doubles.
 //   Per (b, h, tile of block_rows queries), in subtiles of <= 64 rows (the rows are vector lanes,
 //   padded to 16):
-//   (1) predictor scores by one routine, kernels/tile.hpp (lane_dots) (AVX-512 microkernel 64 lanes
-//   x 6
-//       keys, or a scalar std::fma fallback: one FMA chain per score either way), so the
+//   (1) predictor scores by one routine, lane_dots of kernels/tile.hpp (AVX-512 microkernel,
+//       64 lanes x 6 keys, or a scalar std::fma fallback: one FMA chain per score), so the
 //       reference and the fast path see bit-identical float scores; the compare s > θ_f with
 //       θ_f = the largest float <= θ is exactly double(s) > θ, so both take the same decisions
 //       (decisions.md: a key within float rounding of θ may go either way; the tests' float64
