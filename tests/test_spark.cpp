@@ -192,7 +192,9 @@ TEST(SparkKernels, MomentThresholdsMatchTwoPassStatistics) {
                     1e-6 * sigma + 1e-6 * std::abs(mu))
             << i;
       }
-      if (shifted) EXPECT_GT(min_ratio, 10.0);
+      if (shifted) {
+        EXPECT_GT(min_ratio, 10.0);
+      }
     }
 }
 

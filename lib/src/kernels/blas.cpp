@@ -1,7 +1,9 @@
 #include "kernels/blas.hpp"
 
 #include <cblas.h>
+#include <omp.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 
@@ -21,6 +23,20 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
               trans_b ? CblasTrans : CblasNoTrans, static_cast<blasint>(m), static_cast<blasint>(n),
               static_cast<blasint>(k), alpha, a, static_cast<blasint>(lda), b,
               static_cast<blasint>(ldb), beta, c, static_cast<blasint>(ldc));
+}
+
+void gemm_parallel(int threads, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+                   float alpha, const float* a, int64_t lda, const float* b, int64_t ldb,
+                   float beta, float* c, int64_t ldc) {
+  const int64_t block = ((m + threads - 1) / threads + 15) & ~int64_t(15);
+  const int parts = static_cast<int>(std::max<int64_t>(1, (m + block - 1) / block));
+  ThreadsScope single(1);
+#pragma omp parallel for num_threads(parts) schedule(static, 1)
+  for (int part = 0; part < parts; ++part) {
+    const int64_t r0 = part * block, rows = std::min(block, m - r0);
+    gemm(trans_a, trans_b, rows, n, k, alpha, trans_a ? a + r0 : a + r0 * lda, lda, b, ldb, beta,
+         c + r0 * ldc, ldc);
+  }
 }
 
 void count_flops(bool enabled) {

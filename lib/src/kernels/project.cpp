@@ -8,8 +8,8 @@ namespace kt {
 
 void project(const float* x, const float* w, float* y, int64_t rows, int64_t n_in, int64_t n_out,
              int threads, int64_t ldy) {
-  blas::ThreadsScope scope(threads);
-  blas::gemm(false, false, rows, n_out, n_in, 1.0f, x, n_in, w, n_out, 0.0f, y, ldy ? ldy : n_out);
+  blas::gemm_parallel(threads, false, false, rows, n_out, n_in, 1.0f, x, n_in, w, n_out, 0.0f, y,
+                      ldy ? ldy : n_out);
 }
 
 void project_reference(const float* x, const float* w, float* y, int64_t rows, int64_t n_in,

@@ -2,6 +2,9 @@
 // and P on every call; this kernel packs only Q, once per tile (QT[c][r] = scale·q[r][c]), reads
 // K and V in place, and runs the softmax down the columns of ST[j][r] (rows are the vector lanes)
 // with no horizontal reductions.
+// GCC 12's AVX-512 intrinsics headers raise false -Wmaybe-uninitialized warnings (their
+// _mm512_undefined_ps placeholders, GCC bug 105593, fixed in GCC 13).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 
 #include <algorithm>

@@ -6,6 +6,9 @@
 #include <limits>
 
 #ifdef __AVX512F__
+// GCC 12's AVX-512 intrinsics headers raise false -Wmaybe-uninitialized warnings (their
+// _mm512_undefined_ps placeholders, GCC bug 105593, fixed in GCC 13).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 #endif
 

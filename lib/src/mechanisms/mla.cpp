@@ -50,13 +50,12 @@ double ws_bytes(double floats) {
 }
 
 // Row-major C[m,n] = A[m,k] · op(B) with leading dimensions; B is [k,n] (or [n,k] with trans_b).
-// Fast: blas::gemm with `threads` BLAS threads. Reference: plain loops, double accumulation.
+// Fast: blas::gemm_parallel over `threads` threads. Reference: plain loops, double accumulation.
 void matmul(Path path, const float* a, int64_t lda, const float* b, int64_t ldb, bool trans_b,
             float* c, int64_t ldc, int64_t m, int64_t n, int64_t k, int threads) {
   if (m == 0 || n == 0) return;
   if (path == Path::Fast) {
-    blas::ThreadsScope scope(threads);
-    blas::gemm(false, trans_b, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, ldc);
+    blas::gemm_parallel(threads, false, trans_b, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, ldc);
     return;
   }
 #pragma omp parallel for num_threads(threads) schedule(static)

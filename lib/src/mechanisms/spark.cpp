@@ -56,6 +56,9 @@
 // Work O(L²·r) for (1), O(L·k·d) for (3), O(L·r²) for (0); no L x L buffer anywhere (a thread
 // holds at most 64 x L floats of scores or kept scores).
 #include <fmt/format.h>
+// GCC 12's AVX-512 intrinsics headers raise false -Wmaybe-uninitialized warnings (their
+// _mm512_undefined_ps placeholders, GCC bug 105593, fixed in GCC 13).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 #include <omp.h>
 
