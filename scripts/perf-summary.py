@@ -48,9 +48,10 @@ def main():
                         ("all-mechanisms.json", "every other mechanism at L = 1024..8192 (defaults, 2 threads)"),
                         ("targets.json", "the sparse/latent and linear-time targets (configs/targets.json)")]:
         if os.path.exists(os.path.join(out, name)):
-            table(load(out, name), title)
-    for name, title in [("readme.json", "the README configuration before (blas tiles by default)"),
-                        ("readme-after.json", "the README configuration after (fused tiles by default)")]:
+            table(load(out, name), title, extra=("kernel", "form", "variant"))
+    for name, title in [("readme-before.json",
+                         "the README configuration with the kernels of commit e2db982 (before FusedTile, lane kernels, spark's streaming)"),
+                        ("readme.json", "the README configuration now (configs/readme.json, defaults)")]:
         if os.path.exists(os.path.join(out, name)):
             table(load(out, name), title, extra=())
 
