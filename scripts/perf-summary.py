@@ -48,7 +48,8 @@ def main():
                         ("all-mechanisms.json", "every other mechanism at L = 1024..8192 (defaults, 2 threads)"),
                         ("targets.json", "the sparse/latent and linear-time targets (configs/targets.json)")]:
         if os.path.exists(os.path.join(out, name)):
-            table(load(out, name), title, extra=("kernel", "form", "variant"))
+            table(load(out, name), title,
+                  extra=("kernel", "form", "variant") if name == "targets.json" else ("kernel",))
     for name, title in [("readme-before.json",
                          "the README configuration with the kernels of commit e2db982 (before FusedTile, lane kernels, spark's streaming)"),
                         ("readme.json", "the README configuration now (configs/readme.json, defaults)")]:
