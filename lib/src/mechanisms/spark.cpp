@@ -237,8 +237,8 @@ struct FusedScratch {
   }
 };
 
-// a[0..n)·b[0..n) in 16-lane steps (masked tail), one horizontal sum.
-KT_AVX512 inline float dot512(const float* a, const float* b, int64_t n) {
+// The lane-wise products of a[0..n) and b[0..n), summed over 16-lane steps (masked tail).
+KT_AVX512 inline __m512 dot_lanes(const float* a, const float* b, int64_t n) {
   __m512 acc = _mm512_setzero_ps();
   int64_t c = 0;
   for (; c + 16 <= n; c += 16)
@@ -247,7 +247,12 @@ KT_AVX512 inline float dot512(const float* a, const float* b, int64_t n) {
     const __mmask16 m = __mmask16((1u << (n - c)) - 1);
     acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + c), _mm512_maskz_loadu_ps(m, b + c), acc);
   }
-  return _mm512_reduce_add_ps(acc);
+  return acc;
+}
+
+// a[0..n)·b[0..n), one horizontal sum.
+KT_AVX512 inline float dot512(const float* a, const float* b, int64_t n) {
+  return _mm512_reduce_add_ps(dot_lanes(a, b, n));
 }
 
 // Sums of 16 vectors: lane l of the result is Σ p[4·(l % 4) + l / 4] (a transposed reduction in
@@ -280,16 +285,7 @@ struct GateDots {
   int64_t dg;
   KT_AVX512 static int slot(int64_t e) { return int(4 * (e % 4) + (e % 16) / 4); }
   KT_AVX512 void add(int64_t e, const float* q2, const float* k2) const {
-    __m512 acc = _mm512_setzero_ps();
-    int64_t c = 0;
-    for (; c + 16 <= dg; c += 16)
-      acc = _mm512_fmadd_ps(_mm512_loadu_ps(q2 + c), _mm512_loadu_ps(k2 + c), acc);
-    if (c < dg) {
-      const __mmask16 m = __mmask16((1u << (dg - c)) - 1);
-      acc =
-          _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q2 + c), _mm512_maskz_loadu_ps(m, k2 + c), acc);
-    }
-    _mm512_store_ps(pbuf + 16 * slot(e), acc);
+    _mm512_store_ps(pbuf + 16 * slot(e), dot_lanes(q2, k2, dg));
     if (e % 16 == 15) reduce(e - 15);
   }
   KT_AVX512 void reduce(int64_t e0) const {
