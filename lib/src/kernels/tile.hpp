@@ -13,7 +13,7 @@
 // count rows x keys x 2(d + dv) flops per block (what tiled_visited_pairs models); on masked
 // blocks FusedTile skips, per group of rows, the keys none of them may see in passes 2 and 3, so
 // for it the count is an upper bound of the multiply-adds it runs.
-//   BlasTile   two cblas_sgemm calls per block and a row-wise softmax (tile_blas.cpp)
+//   BlasTile   two cblas_sgemm calls per block and a row-wise softmax (tile.cpp)
 //   FusedTile  AVX-512 microkernels, rows of the tile as the vector lanes (padded to 32), the
 //              softmax down the columns with no horizontal reductions, masks by vector compares
 //              against the rows' key runs (tile_fused.cpp); needs fused_kernel_available()
@@ -39,6 +39,7 @@ struct TileRows {
 // n <= block_k). block(): keys [j0, j0 + n); mask null when every pair of the block is allowed,
 // else the pattern whose tile row r is query i0 + r % ph of head h0 + r / ph (ph = q.per_head).
 // finish(): lse.base may be null; the tile's issued flops reach the BLAS flop counter.
+
 // What both kernels keep per tile row: the un-normalised output A [rows, vdim], m and l.
 class TileState {
  public:
