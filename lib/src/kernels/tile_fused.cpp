@@ -370,7 +370,7 @@ KT_AVX512 void FusedTile::block(const float* k, int64_t k_stride, const float* v
   if (mask) {
     KeyRun run[2];
     if (mask->row_runs(h0, i0, run)) {
-      // Each row's runs relative to the block, clamped to [0, n]; padding rows see everything.
+      // Each row's runs relative to the block, clamped to [0, n]; padding rows see no key.
       auto rel = [&](int64_t j) { return int32_t(std::clamp<int64_t>(j - j0, 0, n)); };
       for (int64_t r = 0; r < rp_; ++r) {
         if (r < rows_) {
