@@ -455,12 +455,14 @@ class SparseAttention final : public Mechanism {
   }
 
  private:
-  // One OpenMP region; stages separated by barriers, each a dynamic loop over its work items,
-  // one tile kernel state per thread:
-  //   strided: [A2] (slice, residue class r): the class's rows r + t·l are a sequence read in
-  //            place at stride l (prefetched first: rows l·d apart defeat the hardware
-  //            prefetcher), attended in 32-row tiles, o/lse written to the class's rows;
-  //            [A1] (slice, band tile): merged mode resumes from the A2 result in o/lse.
+  // One OpenMP region; slices `threads` at a time through the stages, each stage a loop over its
+  // work items (static ascending for the strided stages, whose items cost the same; dynamic,
+  // largest first, for the fixed pattern's summary tiles), barriers between, one tile kernel
+  // state and class buffer per thread:
+  //   strided: [A2] (slice, residue class r): the class's k, v rows (r + t·l) gathered contiguous
+  //            after a prefetch, q read in place, attended in 32-row tiles, o/lse written to the
+  //            class's rows; [A1] (slice, band tile, the next tile's q/o rows prefetched): merged
+  //            mode resumes from the A2 result in o/lse.
   //   fixed:   [gather] (slice): summary rows of k, v; [A2] (slice, 128-row tile) against them;
   //            [A1] (slice, block tile), merged mode resuming from the A2 result.
   template <class TileKernel>
