@@ -9,6 +9,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <string>
 
 #include "kernels/blas.hpp"
 #include "kernels/tile.hpp"
@@ -21,8 +23,14 @@
 
 namespace kt {
 
+// KITTENTION_NO_AVX512=1 in the environment turns the AVX-512 kernels off (the portable paths
+// then run everywhere: CTest runs the kernel tests that way too).
 bool fused_kernel_available() {
-  static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
+  static const bool ok = [] {
+    const char* off = std::getenv("KITTENTION_NO_AVX512");
+    if (off && *off && std::string(off) != "0") return false;
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
+  }();
   return ok;
 }
 
