@@ -17,7 +17,9 @@ std::string quote(const std::string& s) {
   return out + "\"";
 }
 
-std::string num(double x) { return std::isfinite(x) ? fmt::format("{}", x) : ""; }
+std::string num(double x) {
+  return std::isfinite(x) ? fmt::format("{}", x) : "";
+}
 
 std::string param(const Params& p, const char* name) {
   return p.has(name) ? value_str(p.values().at(name)) : "";
@@ -38,9 +40,8 @@ std::string report_csv(const Report& report) {
       extra = specific_params(r.mechanism, p);
     } catch (const std::exception&) {
     }
-    const double frac = report.peak_gflops && *report.peak_gflops > 0
-                            ? r.gflops / *report.peak_gflops
-                            : NAN;
+    const double frac =
+        report.peak_gflops && *report.peak_gflops > 0 ? r.gflops / *report.peak_gflops : NAN;
     const std::vector<std::string> cells = {
         r.mechanism,
         path_name(r.path),
@@ -70,7 +71,7 @@ std::string report_csv(const Report& report) {
         !r.check.ran ? "" : (r.ok() ? "true" : "false"),
         r.check.ran ? num(r.check.max_rel_err) : "",
     };
-    for (size_t i = 0; i < cells.size(); ++i) s += (i ? "," : "") + quote(cells[i]);
+    for (size_t i = 0; i < cells.size(); ++i) s.append(i ? "," : "").append(quote(cells[i]));
     s += "\n";
   }
   return s;

@@ -152,13 +152,13 @@ std::string report_table(const Report& report) {
 std::string report_markdown(const Report& report) {
   Table t = build_table(report, true);
   std::string s = "|";
-  for (const auto& h : t.header) s += " " + escape_md(h) + " |";
+  for (const auto& h : t.header) s.append(" ").append(escape_md(h)).append(" |");
   s += "\n|";
   for (size_t c = 0; c < t.header.size(); ++c) s += t.right[c] ? "---:|" : ":---|";
   s += "\n";
   for (const auto& row : t.rows) {
     s += "|";
-    for (const auto& cell : row) s += " " + escape_md(cell) + " |";
+    for (const auto& cell : row) s.append(" ").append(escape_md(cell)).append(" |");
     s += "\n";
   }
   const std::string scaling = scaling_text(fit_scaling(report.results), true);
