@@ -94,7 +94,9 @@ class FusedTile : public TileState {
 //                    reference and fast paths rely on it). Counts no flops.
 //   lane_scores      lane_dots that adds its flops to the counter (AVX-512 only)
 //   lane_accumulate  acc[r][:vdim] = corr[r]·acc[r][:vdim] + sum_j X[j][r]·Y[j][:vdim] for
-//                    r < rows (X: [n, rp]; acc rows ldacc apart; corr null: 1)
+//                    r < rows (X: [n, rp]; acc rows ldacc apart; corr null: 1). lower: X is
+//                    zero above the diagonal (X[j][r] = 0 for j > r), so each group of 16 rows
+//                    stops at its last row's key; lane_accumulate_flops is what it counts.
 void pack_lanes(const TileRows<const float>& a, int64_t rows, int64_t dim, float scale, float* at,
                 int64_t rp);
 void lane_dots(const float* qt, int64_t rp, const float* k, int64_t ldk, int64_t n, int64_t dim,
@@ -103,6 +105,7 @@ void lane_scores(const float* at, int64_t rp, const float* y, int64_t y_stride, 
                  int64_t dim, float* xt);
 void lane_accumulate(const float* x, int64_t rp, int64_t rows, int64_t n, const float* y,
                      int64_t y_stride, int64_t vdim, float* acc, int64_t ldacc,
-                     const float* corr = nullptr);
+                     const float* corr = nullptr, bool lower = false);
+double lane_accumulate_flops(int64_t rows, int64_t n, int64_t vdim, bool lower);
 
 }  // namespace kt

@@ -333,11 +333,24 @@ void lane_scores(const float* at, int64_t rp, const float* y, int64_t y_stride, 
 }
 
 void lane_accumulate(const float* x, int64_t rp, int64_t rows, int64_t n, const float* y,
-                     int64_t y_stride, int64_t vdim, float* acc, int64_t ldacc, const float* corr) {
-  for (int64_t r0 = 0; r0 < rows; r0 += 16)
-    pv_group(x, rp, r0, std::min(rows, r0 + 16), {0, n}, nullptr, y, y_stride, vdim, acc, ldacc,
-             corr);
-  blas::add_counted_flops(2.0 * double(rows) * double(n) * double(vdim));
+                     int64_t y_stride, int64_t vdim, float* acc, int64_t ldacc, const float* corr,
+                     bool lower) {
+  double issued = 0;
+  for (int64_t r0 = 0; r0 < rows; r0 += 16) {
+    const int64_t r1 = std::min(rows, r0 + 16), keys = lower ? std::min(n, r1) : n;
+    pv_group(x, rp, r0, r1, {0, keys}, nullptr, y, y_stride, vdim, acc, ldacc, corr);
+    issued += 2.0 * double(r1 - r0) * double(keys) * double(vdim);
+  }
+  blas::add_counted_flops(issued);
+}
+
+double lane_accumulate_flops(int64_t rows, int64_t n, int64_t vdim, bool lower) {
+  double issued = 0;
+  for (int64_t r0 = 0; r0 < rows; r0 += 16) {
+    const int64_t r1 = std::min(rows, r0 + 16), keys = lower ? std::min(n, r1) : n;
+    issued += 2.0 * double(r1 - r0) * double(keys) * double(vdim);
+  }
+  return issued;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -280,12 +280,14 @@ class LinearAttention final : public Mechanism {
       const int64_t C = d.C, full = d.L / C, last = d.L % C;
       // Issued: blas, four GEMMs with the ones column (n = dv + 1 value columns); fused, the
       // lane kernels: scores over the chunk's lanes padded to a multiple of 32, three products
-      // with dv columns (the normaliser is summed beside them, not counted as issued).
+      // with dv columns, A·V skipping the keys above each 16-row group's last row (A is lower
+      // triangular); the normaliser is summed beside them, not counted as issued.
       auto chunk = [&](double cc, double& m, double& e, double& is) {
         m += 2 * cc * cc * (dk + dv) + 4 * cc * dk * dv + (norm ? 2 * cc * dk : 0);
         e += (d.scale != 1.0f ? cc * dk : 0) + cc * dv +
              (norm ? cc * cc + 2 * cc + cc * dv + cc * dk : 0);
-        is += d.fused ? 2 * double(fused_lanes(int64_t(cc))) * cc * dk + 2 * cc * cc * dv +
+        is += d.fused ? 2 * double(fused_lanes(int64_t(cc))) * cc * dk +
+                            lane_accumulate_flops(int64_t(cc), int64_t(cc), d.dv, true) +
                             4 * cc * dk * dv
                       : 2 * cc * cc * dk + 2 * cc * cc * n + 4 * cc * dk * n;
       };
@@ -505,7 +507,8 @@ class LinearAttention final : public Mechanism {
   // vector lanes (padded to rp, a multiple of 32):
   //   QT = φ(scale·Q)ᵀ [dk, rp] (pack_lanes); AT[t'][t] = φ(k_t')·φ(q_t) (lane_scores over
   //   φ(K)), zeroed for t' > t; num = Σ_t' AT[t'][t]·v_t' + Σ_x QT[x][t]·S[x] (lane_accumulate
-  //   twice); den_t = Σ_t' AT[t'][t] + Σ_x QT[x][t]·z_x (column sums down the lanes);
+  //   twice, the first only over the keys at or before each group's rows); den_t = Σ_t' AT[t'][t]
+  //   + Σ_x QT[x][t]·z_x (column sums down the lanes);
   //   o = num / (den + eps); S += φ(K)ᵀV (lane_accumulate, φ(K) as the lanes' source), z += Σφ(k).
   // The normaliser is summed beside the products, not carried as a ones column of V (a 65th
   // value column would cost the lane kernels a whole extra pass).
@@ -536,7 +539,7 @@ class LinearAttention final : public Mechanism {
         lane_scores(qt, rc, pk, d.dk, c, d.dk, at);
         for (int64_t j = 1; j < c; ++j) std::fill(at + j * rc, at + j * rc + j, 0.0f);
         std::fill(num, num + c * d.dv, 0.0f);
-        lane_accumulate(at, rc, c, c, vc, d.dv, d.dv, num, d.dv);
+        lane_accumulate(at, rc, c, c, vc, d.dv, d.dv, num, d.dv, nullptr, true);
         lane_accumulate(qt, rc, c, d.dk, S, d.dv, d.dv, num, d.dv);
         if (d.normalize) {
           std::fill(den, den + rc, d.eps);
