@@ -184,8 +184,11 @@ TEST(Compare, ParameterAddedSinceTheBaselineStillMatches) {
   const auto c = kt::compare_reports(report({result("self", 1024, noisy(rng, 5, 1.0))}),
                                      report({other_l, with_new}), {});
   EXPECT_EQ(c.matched, 1);
-  for (const auto& r : c.rows)
-    if (r.verdict != kt::Verdict::New) EXPECT_NE(r.verdict, kt::Verdict::Missing);
+  for (const auto& r : c.rows) {
+    if (r.verdict != kt::Verdict::New) {
+      EXPECT_NE(r.verdict, kt::Verdict::Missing);
+    }
+  }
 }
 
 TEST(Compare, NormalizeByPeakCancelsAMachineTwiceAsFast) {

@@ -62,8 +62,12 @@ std::string closest_match(const std::string& word, const std::vector<std::string
 ParamSpec choice_param(std::string name, std::string help, std::vector<std::string> choices,
                        std::optional<std::string> def, std::string default_text = "");
 ParamSpec bool_param(std::string name, std::string help, bool def);
-ParamSpec int_param(std::string name, std::string help, std::optional<int64_t> def, double min,
-                    double max, std::string default_text = "");
+ParamSpec int_param(std::string name, std::string help, std::optional<int64_t> def,
+                    std::optional<double> min, std::optional<double> max,
+                    std::string default_text = "");
+ParamSpec float_param(std::string name, std::string help, double def,
+                      std::optional<double> min = std::nullopt,
+                      std::optional<double> max = std::nullopt);
 
 // The contract's common parameters (contract.md), with their static defaults.
 namespace common {

@@ -220,14 +220,27 @@ ParamSpec bool_param(std::string name, std::string help, bool def) {
   return s;
 }
 
-ParamSpec int_param(std::string name, std::string help, std::optional<int64_t> def, double min,
-                    double max, std::string default_text) {
+ParamSpec int_param(std::string name, std::string help, std::optional<int64_t> def,
+                    std::optional<double> min, std::optional<double> max,
+                    std::string default_text) {
   ParamSpec s;
   s.name = std::move(name);
   s.type = ParamType::Int;
   s.help = std::move(help);
   if (def) s.default_value = *def;
   s.default_text = std::move(default_text);
+  s.min = min;
+  s.max = max;
+  return s;
+}
+
+ParamSpec float_param(std::string name, std::string help, double def, std::optional<double> min,
+                      std::optional<double> max) {
+  ParamSpec s;
+  s.name = std::move(name);
+  s.type = ParamType::Float;
+  s.help = std::move(help);
+  s.default_value = def;
   s.min = min;
   s.max = max;
   return s;

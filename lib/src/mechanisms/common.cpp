@@ -3,26 +3,15 @@
 namespace kt {
 
 std::vector<ParamSpec> tile_params() {
-  ParamSpec rows;
-  rows.name = "block_rows";
-  rows.type = ParamType::Int;
-  rows.help = "fast path tile: stacked query rows (positions x heads of a GQA group)";
-  rows.default_value = int64_t{TileConfig{}.block_rows};
-  rows.min = 1;
-  rows.max = 4096;
-  ParamSpec keys = rows;
-  keys.name = "block_k";
-  keys.help = "fast path tile: keys per block";
-  keys.default_value = int64_t{TileConfig{}.block_k};
-  ParamSpec kernel;
-  kernel.name = "kernel";
-  kernel.type = ParamType::Choice;
-  kernel.help =
-      "fast path tile kernel: fused (AVX-512 microkernels; blas where unsupported) or "
-      "blas (cblas_sgemm per tile)";
-  kernel.default_value = std::string("fused");
-  kernel.choices = {"fused", "blas"};
-  return {rows, keys, kernel};
+  const TileConfig defaults;
+  return {int_param("block_rows",
+                    "fast path tile: stacked query rows (positions x heads of a GQA group)",
+                    defaults.block_rows, 1, 4096),
+          int_param("block_k", "fast path tile: keys per block", defaults.block_k, 1, 4096),
+          choice_param("kernel",
+                       "fast path tile kernel: fused (AVX-512 microkernels; blas where "
+                       "unsupported) or blas (cblas_sgemm per tile)",
+                       {"fused", "blas"}, "fused")};
 }
 
 TileConfig tile_config(const Params& p) {

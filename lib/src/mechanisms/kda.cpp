@@ -161,13 +161,9 @@ class KimiDeltaAttention final : public Mechanism {
   }
 
   std::vector<ParamSpec> params() const override {
-    ParamSpec lb;
-    lb.name = "lower_bound";
-    lb.type = ParamType::Float;
-    lb.help = "gate = lower_bound: g = lower_bound · sigmoid(exp(a_log)(g + dt_bias))";
-    lb.default_value = -5.0;
-    lb.max = 0;
-    lb.min = -1e4;
+    const ParamSpec lb = float_param(
+        "lower_bound", "gate = lower_bound: g = lower_bound · sigmoid(exp(a_log)(g + dt_bias))",
+        -5.0, -1e4, 0);
     return {
         common::batch(),
         common::heads(),

@@ -132,29 +132,16 @@ class LinearAttention final : public Mechanism {
   }
 
   std::vector<ParamSpec> params() const override {
-    ParamSpec eps;
-    eps.name = "eps";
-    eps.type = ParamType::Float;
-    eps.help = "added to the denominator when normalize is on";
-    eps.default_value = 1e-6;
-    eps.min = 0;
-    ParamSpec normalize;
-    normalize.name = "normalize";
-    normalize.type = ParamType::Bool;
-    normalize.help = "divide by φ(q)ᵀz + eps (paper); false gives unnormalised linear attention";
-    normalize.default_value = true;
-    ParamSpec chunk;
-    chunk.name = "chunk_size";
-    chunk.type = ParamType::Int;
-    chunk.help = "rows per chunk of the causal chunked form";
-    chunk.default_value = int64_t{64};
-    chunk.min = 1;
-    chunk.max = 1 << 16;
-    ParamSpec init;
-    init.name = "initial_state";
-    init.type = ParamType::Bool;
-    init.help = "causal only: take inputs initial_state (S0) and initial_normalizer (z0)";
-    init.default_value = false;
+    const ParamSpec eps =
+        float_param("eps", "added to the denominator when normalize is on", 1e-6, 0);
+    const ParamSpec normalize = bool_param(
+        "normalize", "divide by φ(q)ᵀz + eps (paper); false gives unnormalised linear attention",
+        true);
+    const ParamSpec chunk =
+        int_param("chunk_size", "rows per chunk of the causal chunked form", 64, 1, 1 << 16);
+    const ParamSpec init = bool_param(
+        "initial_state", "causal only: take inputs initial_state (S0) and initial_normalizer (z0)",
+        false);
     return {common::batch(),
             common::heads(),
             common::head_dim(),

@@ -117,14 +117,11 @@ class MultiHeadLatentAttention final : public Mechanism {
     ParamSpec head_dim = common::head_dim();
     head_dim.help = "base head size: the defaults of nope_dim, rope_dim, kv_rank, model_dim";
     ParamSpec scale = common::scale("1/sqrt(nope_dim + rope_dim)");
-    ParamSpec form;
-    form.name = "form";
-    form.type = ParamType::Choice;
-    form.help =
-        "fast path form: naive (up-project K/V per head) or absorbed (w_uk in the query, "
-        "attend in the latent space against one shared K/V panel)";
-    form.default_value = std::string("naive");
-    form.choices = {"naive", "absorbed"};
+    const ParamSpec form =
+        choice_param("form",
+                     "fast path form: naive (up-project K/V per head) or absorbed (w_uk in the "
+                     "query, attend in the latent space against one shared K/V panel)",
+                     {"naive", "absorbed"}, "naive");
     std::vector<ParamSpec> s = {
         common::batch(),
         common::heads(),

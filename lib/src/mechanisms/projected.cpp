@@ -9,13 +9,8 @@
 namespace kt {
 
 std::vector<ParamSpec> ProjectedAttention::params() const {
-  ParamSpec model_dim;
-  model_dim.name = "model_dim";
-  model_dim.type = ParamType::Int;
-  model_dim.help = "D, model dimension of x and of the output";
-  model_dim.default_text = "heads * head_dim";
-  model_dim.min = 1;
-  model_dim.max = 1 << 16;
+  const ParamSpec model_dim = int_param("model_dim", "D, model dimension of x and of the output",
+                                        std::nullopt, 1, 1 << 16, "heads * head_dim");
   std::vector<ParamSpec> s = {
       common::batch(),    common::heads(),       common::kv_heads(kv_heads_text()),
       common::head_dim(), common::value_dim(),   model_dim,

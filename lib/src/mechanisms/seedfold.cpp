@@ -465,28 +465,15 @@ class SeedFold final : public Mechanism {
     len.default_value = int64_t{128};
     len.help = "N, tokens: the pair tensors are N x N (work is cubic in N)";
     len.max = 1 << 14;
-    ParamSpec normalize;
-    normalize.name = "normalize";
-    normalize.type = ParamType::Bool;
-    normalize.help = "linear variants: divide by sum_k of the weights + eps (spec: none, U)";
-    normalize.default_value = false;
-    ParamSpec eps;
-    eps.name = "eps";
-    eps.type = ParamType::Float;
-    eps.help = "added to the normaliser when normalize = true";
-    eps.default_value = 1e-6;
-    eps.min = 0;
-    ParamSpec rows;
-    rows.name = "block_rows";
-    rows.type = ParamType::Int;
-    rows.help = "fast path tile (gated, softmax): rows j per tile";
-    rows.default_value = int64_t{64};
-    rows.min = 1;
-    rows.max = 1 << 14;
-    ParamSpec keys = rows;
-    keys.name = "block_k";
-    keys.help = "fast path tile (gated, softmax): keys k per tile";
-    keys.default_value = int64_t{256};
+    const ParamSpec normalize =
+        bool_param("normalize",
+                   "linear variants: divide by sum_k of the weights + eps (spec: none, U)", false);
+    const ParamSpec eps =
+        float_param("eps", "added to the normaliser when normalize = true", 1e-6, 0);
+    const ParamSpec rows =
+        int_param("block_rows", "fast path tile (gated, softmax): rows j per tile", 64, 1, 1 << 14);
+    const ParamSpec keys =
+        int_param("block_k", "fast path tile (gated, softmax): keys k per tile", 256, 1, 1 << 14);
     return {common::batch(),
             heads,
             dim,

@@ -327,55 +327,29 @@ class SinkhornAttention final : public Mechanism {
     std::vector<ParamSpec> s = {common::batch(),     common::heads(),   common::head_dim(),
                                 common::value_dim(), common::seq_len(), common::causal(false),
                                 common::scale(),     common::seed(),    common::threads()};
-    ParamSpec block;
-    block.name = "block_size";
-    block.type = ParamType::Int;
-    block.help =
-        "b: tokens per block (clamped to L; L need not be a multiple: the last block is "
-        "padded with masked keys)";
-    block.default_value = int64_t{64};
-    block.min = 1;
-    ParamSpec iters;
-    iters.name = "sinkhorn_iters";
-    iters.type = ParamType::Int;
-    iters.help = "rounds of row then column log-normalisation (non-causal)";
-    iters.default_value = int64_t{7};
-    iters.min = 1;
-    iters.max = 100000;
-    ParamSpec tau;
-    tau.name = "temperature";
-    tau.type = ParamType::Float;
-    tau.help = "Gumbel-Sinkhorn temperature τ > 0: Z = (R [+ g]) / τ";
-    tau.default_value = 0.75;
-    ParamSpec gumbel;
-    gumbel.name = "gumbel";
-    gumbel.type = ParamType::Bool;
-    gumbel.help =
-        "add Gumbel noise (the input gumbel_noise, generated from the seed) to the logits";
-    gumbel.default_value = false;
-    ParamSpec cut;
-    cut.name = "sortcut_k";
-    cut.type = ParamType::Int;
-    cut.help =
-        "SortCut: every query attends the first n_s sorted blocks (0 = off; non-causal "
-        "only; 1 <= n_s <= ceil(L/block_size))";
-    cut.default_value = int64_t{0};
-    cut.min = 0;
-    ParamSpec hidden;
-    hidden.name = "sortnet_hidden";
-    hidden.type = ParamType::Int;
-    hidden.help = "hidden width of the two-layer ReLU sort net";
-    hidden.default_text = "head_dim";
-    hidden.min = 1;
-    ParamSpec combine;
-    combine.name = "combine";
-    combine.type = ParamType::Choice;
-    combine.help =
-        "concat: one softmax over [sorted block; own block]; sum: two softmaxes added; "
-        "sorted_only: the sorted block only";
-    combine.choices = {"concat", "sum", "sorted_only"};
-    combine.default_value = std::string("concat");
-    s.insert(s.end(), {block, iters, tau, gumbel, cut, hidden, combine});
+    s.insert(
+        s.end(),
+        {int_param("block_size",
+                   "b: tokens per block (clamped to L; L need not be a multiple: the last "
+                   "block is padded with masked keys)",
+                   64, 1, std::nullopt),
+         int_param("sinkhorn_iters", "rounds of row then column log-normalisation (non-causal)", 7,
+                   1, 100000),
+         float_param("temperature", "Gumbel-Sinkhorn temperature τ > 0: Z = (R [+ g]) / τ", 0.75),
+         bool_param("gumbel",
+                    "add Gumbel noise (the input gumbel_noise, generated from the seed) to "
+                    "the logits",
+                    false),
+         int_param("sortcut_k",
+                   "SortCut: every query attends the first n_s sorted blocks (0 = off; "
+                   "non-causal only; 1 <= n_s <= ceil(L/block_size))",
+                   0, 0, std::nullopt),
+         int_param("sortnet_hidden", "hidden width of the two-layer ReLU sort net", std::nullopt, 1,
+                   std::nullopt, "head_dim"),
+         choice_param("combine",
+                      "concat: one softmax over [sorted block; own block]; sum: two "
+                      "softmaxes added; sorted_only: the sorted block only",
+                      {"concat", "sum", "sorted_only"}, "concat")});
     return s;
   }
 

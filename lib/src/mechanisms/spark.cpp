@@ -477,33 +477,18 @@ class SparkAttention final : public Mechanism {
   }
 
   std::vector<ParamSpec> params() const override {
-    ParamSpec k;
-    k.name = "k";
-    k.type = ParamType::Int;
-    k.help = "target number of kept keys per query (rows with n <= k keep every visible key)";
-    k.default_value = int64_t{256};
-    k.min = 1;
-    k.max = 1 << 24;
-    ParamSpec r;
-    r.name = "r";
-    r.type = ParamType::Int;
-    r.help = "predictor width: the first r dims of q and k; the rest (d - r) feed the gate";
-    r.default_text = "head_dim / 2";
-    r.min = 1;
-    r.max = 1 << 14;
-    ParamSpec mode;
-    mode.name = "topk_mode";
-    mode.type = ParamType::Choice;
-    mode.help = "statistical: keep s > mean + std·Φ⁻¹(1 - k/n); exact: the k largest";
-    mode.default_value = std::string("statistical");
-    mode.choices = {"statistical", "exact"};
-    ParamSpec rows;
-    rows.name = "block_rows";
-    rows.type = ParamType::Int;
-    rows.help = "query rows per predictor tile (scratch: block_rows x L floats per thread)";
-    rows.default_value = int64_t{64};
-    rows.min = 1;
-    rows.max = 4096;
+    const ParamSpec k = int_param(
+        "k", "target number of kept keys per query (rows with n <= k keep every visible key)", 256,
+        1, 1 << 24);
+    const ParamSpec r = int_param(
+        "r", "predictor width: the first r dims of q and k; the rest (d - r) feed the gate",
+        std::nullopt, 1, 1 << 14, "head_dim / 2");
+    const ParamSpec mode = choice_param(
+        "topk_mode", "statistical: keep s > mean + std·Φ⁻¹(1 - k/n); exact: the k largest",
+        {"statistical", "exact"}, "statistical");
+    const ParamSpec rows = int_param(
+        "block_rows", "query rows per predictor tile (scratch: block_rows x L floats per thread)",
+        64, 1, 4096);
     return {common::batch(),
             common::heads(),
             common::kv_heads("heads"),

@@ -335,31 +335,21 @@ class SparseAttention final : public Mechanism {
     std::vector<ParamSpec> s = {common::batch(),     common::heads(),   common::head_dim(),
                                 common::value_dim(), common::seq_len(), common::causal(true),
                                 common::scale(),     common::seed(),    common::threads()};
-    ParamSpec pattern;
-    pattern.name = "pattern";
-    pattern.type = ParamType::Choice;
-    pattern.help =
-        "strided (band of l+1 keys + every l-th key) or fixed (own l-block + c summary "
-        "cells of every block)";
-    pattern.choices = {"strided", "fixed"};
-    pattern.default_value = std::string("strided");
-    ParamSpec stride;
-    stride.name = "stride";
-    stride.type = ParamType::Int;
-    stride.help = "l: stride (strided) or block length (fixed); the effective value is min(l, L)";
-    stride.default_value = int64_t{128};
-    stride.min = 1;
-    ParamSpec c = stride;
-    c.name = "c";
-    c.help = "summary cells per block of the fixed pattern (1 <= c <= stride)";
-    c.default_value = int64_t{32};
-    ParamSpec combine;
-    combine.name = "combine";
-    combine.type = ParamType::Choice;
-    combine.help = "merged: every head attends A1 ∪ A2; alternate: even heads A1, odd heads A2";
-    combine.choices = {"merged", "alternate"};
-    combine.default_value = std::string("merged");
-    s.insert(s.end(), {pattern, stride, c, combine});
+    s.insert(s.end(),
+             {choice_param("pattern",
+                           "strided (band of l+1 keys + every l-th key) or fixed (own l-block + "
+                           "c summary cells of every block)",
+                           {"strided", "fixed"}, "strided"),
+              int_param("stride",
+                        "l: stride (strided) or block length (fixed); the effective value is "
+                        "min(l, L)",
+                        128, 1, std::nullopt),
+              int_param("c", "summary cells per block of the fixed pattern (1 <= c <= stride)", 32,
+                        1, std::nullopt),
+              choice_param("combine",
+                           "merged: every head attends A1 ∪ A2; alternate: even heads A1, odd "
+                           "heads A2",
+                           {"merged", "alternate"}, "merged")});
     for (auto t : tile_params()) {
       if (t.name == "kernel") {  // every stage's tiles
         s.push_back(t);
