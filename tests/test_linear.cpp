@@ -16,11 +16,6 @@ namespace {
 using json = nlohmann::json;
 using LRun = kt::test::Run;  // inside TEST bodies `Run` names testing::Test::Run
 
-double rel(const Tensor& a, const Tensor& b) {
-  TensorMap x{{"t", a}}, y{{"t", b}};
-  return max_rel_error(x, y);
-}
-
 TEST(Linear, FastMatchesReferenceOverShapes) {
   const int64_t dims[] = {16, 64, 80};
   for (int64_t L : test_lengths())
@@ -122,15 +117,6 @@ void oracle(const Run& r, std::vector<double>& o, std::vector<double>& S, std::v
   }
 }
 
-double rel_to(const Tensor& got, const std::vector<double>& want) {
-  double diff = 0, mx = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    diff = std::max(diff, std::abs(double(got[int64_t(i)]) - want[i]));
-    mx = std::max(mx, std::abs(want[i]));
-  }
-  return diff / mx;
-}
-
 TEST(Linear, ReferenceMatchesFloat64RecurrentOracle) {
   for (bool init : {false, true})
     for (bool norm : {true, false}) {
@@ -149,10 +135,10 @@ TEST(Linear, ReferenceMatchesFloat64RecurrentOracle) {
         TensorMap out = forward(r, path);
         // float32 inputs, float64 arithmetic (reference) or float32 (fast): 1e-6 / 1e-5.
         const double tol = path == Path::Reference ? 1e-6 : 1e-5;
-        EXPECT_LE(rel_to(out.at("out"), o), tol) << path_name(path);
-        EXPECT_LE(rel_to(out.at("final_state"), S), tol) << path_name(path);
+        EXPECT_LE(rel_error(out.at("out"), o), tol) << path_name(path);
+        EXPECT_LE(rel_error(out.at("final_state"), S), tol) << path_name(path);
         if (norm) {
-          EXPECT_LE(rel_to(out.at("final_normalizer"), z), tol) << path_name(path);
+          EXPECT_LE(rel_error(out.at("final_normalizer"), z), tol) << path_name(path);
         } else {
           EXPECT_EQ(out.count("final_normalizer"), 0u);
         }
@@ -183,7 +169,7 @@ TEST(Linear, SingleTokenReturnsValue) {
   for (bool causal : {false, true}) {
     LRun r = make_run("linear", {{"heads", 4}, {"seq_len", 1}, {"causal", causal}});
     TensorMap out = forward(r, Path::Fast);
-    EXPECT_LE(rel(out.at("out"), r.in.at("v")), 1e-5);
+    EXPECT_LE(max_rel_error(out.at("out"), r.in.at("v")), 1e-5);
   }
 }
 
@@ -278,11 +264,11 @@ TEST(Linear, SplitAndCarryEqualsOneRun) {
       second.in["initial_state"] = o1.at("final_state");
       if (norm) second.in["initial_normalizer"] = o1.at("final_normalizer");
       TensorMap o2 = forward(second, Path::Fast);
-      EXPECT_LE(rel(o1.at("out"), slice(whole.at("out"), 0, t)), 1e-5);
-      EXPECT_LE(rel(o2.at("out"), slice(whole.at("out"), t, L - t)), 1e-5);
-      EXPECT_LE(rel(o2.at("final_state"), whole.at("final_state")), 1e-5);
+      EXPECT_LE(max_rel_error(o1.at("out"), slice(whole.at("out"), 0, t)), 1e-5);
+      EXPECT_LE(max_rel_error(o2.at("out"), slice(whole.at("out"), t, L - t)), 1e-5);
+      EXPECT_LE(max_rel_error(o2.at("final_state"), whole.at("final_state")), 1e-5);
       if (norm) {
-        EXPECT_LE(rel(o2.at("final_normalizer"), whole.at("final_normalizer")), 1e-5);
+        EXPECT_LE(max_rel_error(o2.at("final_normalizer"), whole.at("final_normalizer")), 1e-5);
       }
       // The reference carries the same state.
       EXPECT_LE(max_rel_error(forward(second, Path::Reference), o2), 1e-4);

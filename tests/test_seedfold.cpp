@@ -14,6 +14,7 @@ namespace {
 using nlohmann::json;
 using test::forward;
 using test::make_run;
+using test::rel_error;
 using SfRun = test::Run;
 
 const std::vector<std::string> kVariants = {"gated", "additive", "softmax"};
@@ -98,20 +99,6 @@ std::vector<double> oracle(const SfRun& r) {
   return out;
 }
 
-// Normwise max|a - b| / max|b| (spec §0.3).
-double rel_error(const Tensor& got, const std::vector<double>& want) {
-  double diff = 0, ref = 0;
-  for (int64_t x = 0; x < got.numel(); ++x) {
-    if (!std::isfinite(got[x])) return INFINITY;
-    diff = std::max(diff, std::abs(got[x] - want[x]));
-    ref = std::max(ref, std::abs(want[x]));
-  }
-  return ref > 0 ? diff / ref : diff;
-}
-double rel_error(const Tensor& got, const Tensor& want) {
-  std::vector<double> w(want.data(), want.data() + want.numel());
-  return rel_error(got, w);
-}
 bool all_finite(const Tensor& t) {
   for (int64_t x = 0; x < t.numel(); ++x)
     if (!std::isfinite(t[x])) return false;

@@ -311,23 +311,13 @@ Tensor oracle(const SRun& r) {
   return out;
 }
 
-double rel_err(const Tensor& a, const Tensor& b) {
-  double diff = 0, ref = 0;
-  for (int64_t i = 0; i < b.numel(); ++i) {
-    if (!std::isfinite(a[i])) return INFINITY;
-    diff = std::max(diff, double(std::abs(a[i] - b[i])));
-    ref = std::max(ref, double(std::abs(b[i])));
-  }
-  return ref > 0 ? diff / ref : diff;
-}
-
 void expect_match(const nlohmann::json& given) {
   SCOPED_TRACE(given.dump());
   SRun r = make_run("sinkhorn", given);
   const TensorMap fast = forward(r, Path::Fast), ref = forward(r, Path::Reference);
   ASSERT_TRUE(all_finite(fast));
   ASSERT_TRUE(all_finite(ref));
-  EXPECT_LE(rel_err(fast.at("out"), ref.at("out")), r.mech->tolerance(r.params));
+  EXPECT_LE(rel_error(fast.at("out"), ref.at("out")), r.mech->tolerance(r.params));
 }
 
 TEST(Sinkhorn, FastMatchesReferenceOverShapes) {
@@ -388,8 +378,8 @@ TEST(Sinkhorn, ReferenceAndFastMatchFloat64Oracle) {
         SCOPED_TRACE(g.dump());
         SRun r = make_run("sinkhorn", g);
         const Tensor want = oracle(r);
-        EXPECT_LE(rel_err(forward(r, Path::Reference).at("out"), want), 1e-5);
-        EXPECT_LE(rel_err(forward(r, Path::Fast).at("out"), want), 2e-5);
+        EXPECT_LE(rel_error(forward(r, Path::Reference).at("out"), want), 1e-5);
+        EXPECT_LE(rel_error(forward(r, Path::Fast).at("out"), want), 2e-5);
       }
 }
 
@@ -449,9 +439,9 @@ TEST(Sinkhorn, PlantedPermutationMasksPaddedSortedKeys) {
     const auto o = i < 64 ? attend_range(r, i, 64, 100) : attend_range(r, i, 0, 64);
     for (int64_t c = 0; c < 8; ++c) want[i * 8 + c] = float(o[c]);
   }
-  EXPECT_LE(rel_err(ref.at("out"), want), 1e-5);
-  EXPECT_LE(rel_err(fast.at("out"), want), 1e-5);
-  EXPECT_LE(rel_err(oracle(r), want), 1e-6);
+  EXPECT_LE(rel_error(ref.at("out"), want), 1e-5);
+  EXPECT_LE(rel_error(fast.at("out"), want), 1e-5);
+  EXPECT_LE(rel_error(oracle(r), want), 1e-6);
   // concat with the same permutation: every block sees [other block; own block] = all 100 real
   // keys, i.e. full attention (an unmasked padded key would add exp(0 - m) terms).
   SRun c = planted("concat");
@@ -460,8 +450,8 @@ TEST(Sinkhorn, PlantedPermutationMasksPaddedSortedKeys) {
     const auto o = attend_range(c, i, 0, 100);
     for (int64_t x = 0; x < 8; ++x) full[i * 8 + x] = float(o[x]);
   }
-  EXPECT_LE(rel_err(forward(c, Path::Fast).at("out"), full), 1e-5);
-  EXPECT_LE(rel_err(forward(c, Path::Reference).at("out"), full), 1e-5);
+  EXPECT_LE(rel_error(forward(c, Path::Fast).at("out"), full), 1e-5);
+  EXPECT_LE(rel_error(forward(c, Path::Reference).at("out"), full), 1e-5);
 }
 
 TEST(Sinkhorn, SingleBlockIsFullAttention) {
@@ -481,8 +471,8 @@ TEST(Sinkhorn, SingleBlockIsFullAttention) {
       self.in.at("k") = r.in.at("k");
       self.in.at("v") = r.in.at("v");
       const Tensor want = forward(self, Path::Reference).at("out");
-      EXPECT_LE(rel_err(forward(r, Path::Fast).at("out"), want), 1e-5) << causal << " " << L;
-      EXPECT_LE(rel_err(forward(r, Path::Reference).at("out"), want), 1e-5) << causal << " " << L;
+      EXPECT_LE(rel_error(forward(r, Path::Fast).at("out"), want), 1e-5) << causal << " " << L;
+      EXPECT_LE(rel_error(forward(r, Path::Reference).at("out"), want), 1e-5) << causal << " " << L;
     }
 }
 
@@ -622,7 +612,7 @@ TEST(Sinkhorn, LargeScoresStayFinite) {
     for (int64_t t = 0; t < q.numel(); ++t) q[t] *= 300.0f;
     const TensorMap fast = forward(r, Path::Fast), ref = forward(r, Path::Reference);
     EXPECT_TRUE(all_finite(fast));
-    EXPECT_LE(rel_err(fast.at("out"), ref.at("out")), 1e-4);
+    EXPECT_LE(rel_error(fast.at("out"), ref.at("out")), 1e-4);
   }
 }
 
@@ -691,7 +681,7 @@ TEST(Sinkhorn, GumbelNoiseIsSeededAndOffByDefault) {
   // Noise changes the sort: outputs differ from the noiseless run on the same q, k, v, weights.
   for (const auto& [name, t] : off.in) a.in.at(name) = t;
   const Tensor noisy = forward(a, Path::Fast).at("out"), clean = forward(off, Path::Fast).at("out");
-  EXPECT_GT(rel_err(noisy, clean), 1e-4);
+  EXPECT_GT(rel_error(noisy, clean), 1e-4);
 }
 
 TEST(Sinkhorn, SortNetWeightsAreInputsWithDocumentedShapes) {

@@ -83,16 +83,6 @@ Tensor oracle(const Run& r) {
   return out;
 }
 
-double rel_err(const Tensor& a, const Tensor& b) {
-  double diff = 0, ref = 0;
-  for (int64_t i = 0; i < b.numel(); ++i) {
-    if (!std::isfinite(a[i])) return INFINITY;
-    diff = std::max(diff, double(std::abs(a[i] - b[i])));
-    ref = std::max(ref, double(std::abs(b[i])));
-  }
-  return diff / ref;
-}
-
 // Fast vs reference: `out` normwise within the mechanism's tolerance; `lse` equal to within
 // 1e-4 absolute (an lse is O(log L); float32 tile sums vs double sums differ by ~1e-6) and -inf in
 // exactly the same rows (alternate fixed causal heads: rows before the first summary cell have no
@@ -102,7 +92,7 @@ void expect_match(const nlohmann::json& given) {
   SRun r = make_run("sparse", given);
   const TensorMap fast = forward(r, Path::Fast), ref = forward(r, Path::Reference);
   ASSERT_TRUE(all_finite(fast));
-  EXPECT_LE(rel_err(fast.at("out"), ref.at("out")), r.mech->tolerance(r.params));
+  EXPECT_LE(rel_error(fast.at("out"), ref.at("out")), r.mech->tolerance(r.params));
   const Tensor &lf = fast.at("lse"), &lr = ref.at("lse");
   for (int64_t t = 0; t < lr.numel(); ++t) {
     if (lr[t] == -INFINITY) {
@@ -175,8 +165,8 @@ TEST(Sparse, ReferenceMatchesFloat64Oracle) {
                                      {"stride", 5},
                                      {"c", 2}});
         const Tensor want = oracle(r);
-        EXPECT_LE(rel_err(forward(r, Path::Reference).at("out"), want), 1e-5);
-        EXPECT_LE(rel_err(forward(r, Path::Fast).at("out"), want), 1e-5) << pattern << combine;
+        EXPECT_LE(rel_error(forward(r, Path::Reference).at("out"), want), 1e-5);
+        EXPECT_LE(rel_error(forward(r, Path::Fast).at("out"), want), 1e-5) << pattern << combine;
       }
 }
 
@@ -314,13 +304,13 @@ TEST(Sparse, ShiftInvarianceAndLargeScores) {
   const TensorMap base = forward(r, Path::Fast);
   Tensor& k = r.in.at("k");
   for (int64_t t = 0; t < k.numel(); ++t) k[t] += float(0.5 + (t % 16) * 0.1);
-  EXPECT_LE(rel_err(forward(r, Path::Fast).at("out"), base.at("out")), 1e-4);
+  EXPECT_LE(rel_error(forward(r, Path::Fast).at("out"), base.at("out")), 1e-4);
   // |scores| ~ 1e4: no inf/NaN, still equal to the reference.
   Tensor& q = r.in.at("q");
   for (int64_t t = 0; t < q.numel(); ++t) q[t] *= 300.0f;
   const TensorMap fast = forward(r, Path::Fast), ref = forward(r, Path::Reference);
   EXPECT_TRUE(all_finite(fast));
-  EXPECT_LE(rel_err(fast.at("out"), ref.at("out")), 1e-4);
+  EXPECT_LE(rel_error(fast.at("out"), ref.at("out")), 1e-4);
 }
 
 TEST(Sparse, ConstantValues) {

@@ -13,6 +13,25 @@
 
 namespace kt::test {
 
+// Normwise relative error max|got - want| / max|want| (spec §0.3) of one tensor; infinite when
+// got has a non-finite entry.
+inline double rel_error(const Tensor& got, const std::vector<double>& want) {
+  double diff = 0, ref = 0;
+  for (int64_t i = 0; i < got.numel(); ++i) {
+    if (!std::isfinite(got[i])) return INFINITY;
+    diff = std::max(diff, std::abs(double(got[i]) - want[size_t(i)]));
+    ref = std::max(ref, std::abs(want[size_t(i)]));
+  }
+  return ref > 0 ? diff / ref : diff;
+}
+inline double rel_error(const Tensor& got, const Tensor& want) {
+  return rel_error(got, std::vector<double>(want.data(), want.data() + want.numel()));
+}
+// max_rel_error (the library's check) of one tensor pair.
+inline double max_rel_error(const Tensor& got, const Tensor& want) {
+  return kt::max_rel_error(TensorMap{{"t", got}}, TensorMap{{"t", want}});
+}
+
 struct Run {
   const Mechanism* mech;
   Params params;
