@@ -33,32 +33,33 @@
 //   (2) selection, (3) softmax of the kept scores x softplus gate x values over the kept keys.
 // Reference: (1) for the subtile's visible keys into rows x jmax floats, (2) per row by a double
 // compare with θ or a full sort (exact), argmax guard, (3) in double with libm.
-// Fast, statistical mode on an AVX-512 CPU (fused, per subtile; no rows x L score block):
-//   select  scores of 32 keys at a time into an L1 block, compared in registers with the θ_f
-//           lanes and the causal limit; per key a 64-bit mask of the rows keeping it and the kept
-//           scores compressed in row order; per row the max kept score.
-//   stream  keys in increasing j, in blocks of 32 (the K[:, r:] and V rows read in place, once
-//           per subtile, prefetched 8 keys ahead); per key and kept row the gate dot's
-//           product vector (16 pairs reduced together by a transposed sum) and s - max; per
-//           block exp and softplus vectorised (exp_approx, softplus_approx); then per key, v_j
-//           in registers, acc_row += w·v_j and z_row += e. Rows that keep nothing: argmax guard
-//           (that row's scores recomputed alone, 16 lanes).
-//   Measured (B = 1, H = 8, d = 64, L = 8192, causal, k = 256, 2 threads; spark alone, the two
-//   builds alternated, medians): key streaming 184 / 400 / 344 ms, the per-row gather below over
-//   the same θ and scores 354 / 752 / 704 ms (the machine was shared; the ratio held, ~2x).
-//   A variant emitting per-row key lists from the selection, with the row accumulators in
-//   registers over 512-key chunks, was slower in each of 3 alternated runs (476 / 448 / 240 vs
-//   384 / 183 / 186 ms): the per-pair scatter into 64 row lists.
+// Fast, statistical mode on an AVX-512 CPU (fused, per subtile of <= 64 rows, in blocks of
+// kKeyLanes = 256 keys; the keys' predictor parts packed once per forward as lanes, kt
+// [B,G,L/256,r,256]; nothing per thread grows with L):
+//   scores  S [rows, 256] by the same lane kernel with keys as lanes and the rows' α·q[:r] as the
+//           broadcasts (fma(a, b, c) = fma(b, a, c): the same bits as the reference's scores);
+//           the block's K[:, r:] and V rows prefetched meanwhile.
+//   select  per row, 16 keys at a time against θ_f and the causal limit: the kept keys and
+//           scores compressed in registers into the block's pair list (rows in order); online
+//           softmax per row: m raised to the block's kept max, acc and z rescaled.
+//   gate    16 pairs at a time, their product vectors in registers and one transposed sum.
+//   weights e = exp(s - m), w = e·softplus(α·x), vectorised over the block's pairs.
+//   values  per row, its accumulators in registers (two FMA chains): acc += Σ w·v_j, z += Σ e.
+//   Rows that keep nothing: argmax guard (that row's scores recomputed alone, 16 lanes).
+//   Measured (B = 1, H = 8, d = 64, L = 8192, causal, k = 256, 2 threads; docs/mechanisms/
+//   spark.md): 135-155 ms against 173-205 ms for the previous key-streamed design (per key a
+//   mask of the rows keeping it, accumulators in memory) in the same runs.
 // Fast, exact mode (or no AVX-512): [K[:, r:] ; V] packed one row per key; per subtile the scores
 // of (1), then per row the selection
 // (exact: nth_element on the candidates above the statistical threshold for 2k) and a vectorised
 // gather over the kept keys (kernels/gather.hpp), prefetched a block of 16 keys ahead.
 // Work O(L²·r) for (1), O(L·k·d) for (3), O(L·r²) for (0); no L x L buffer anywhere (a thread
-// holds at most 64 x L floats of scores or kept scores).
+// of the per-row path holds at most 64 x L floats of scores).
 #include <fmt/format.h>
 // GCC 12's AVX-512 intrinsics headers raise false -Wmaybe-uninitialized warnings (their
 // _mm512_undefined_ps placeholders, GCC bug 105593, fixed in GCC 13).
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #include <immintrin.h>
 #include <omp.h>
 
@@ -78,9 +79,9 @@ namespace kt {
 
 namespace {
 
-constexpr int64_t kSubRows = 64;      // query rows (lanes) per subtile: a kept-row mask is 64 bits
-constexpr int64_t kKeyBlock = 32;     // keys per scored block (selection)
-constexpr int64_t kPrefetchKeys = 8;  // [K2;V] rows prefetched this many keys ahead
+constexpr int64_t kSubRows = 64;    // query rows (lanes) per subtile: a kept-row mask is 64 bits
+constexpr int64_t kKeyBlock = 32;   // keys per scored block (selection)
+constexpr int64_t kKeyLanes = 256;  // keys per block of the fused path (its score tile's lanes)
 
 int64_t pad16(int64_t n) {
   return (n + 15) / 16 * 16;
@@ -126,16 +127,19 @@ struct SparkDims {
     const int64_t rp = rp_max();
     return pad(r * rp) + pad(rp * L) + pad(L) + pad(L + 16) + 3 * pad(L);
   }
-  // Fused layout: qt [r, rp], scores of one key block [kKeyBlock, rp], kept scores compressed
-  // per key (worst case rp·L + 16), per-key row masks (L uint64), θ lanes, row max, row sum,
-  // accumulators [rp, dv], pending pairs of a key block (gate dot + 16 slack, exp, weight, row),
-  // their per-key starts, 16 gate product vectors awaiting their reduction, and the single-row
-  // queries of the argmax guard [r, 16].
+  // Fused layout (R = rp_max() rows): scaled predictor queries qs [R, r], the scores of one key
+  // block [R, kKeyLanes], the pairs a key block keeps (at most R·kKeyLanes, + 16 slack): key,
+  // score, gate dot, weight, row max, row; per-row starts (R + 1); accumulators [R, dv]; per row m,
+  // z and θ; the argmax guard's queries [r, 16] and scores [kKeyBlock, 16].
   int64_t fused_floats() const {
-    const int64_t rp = rp_max(), P = kKeyBlock * rp;
-    return pad(r * rp) + pad(kKeyBlock * rp) + pad(rp * L + 16) + pad(2 * L) + 3 * pad(rp) +
-           pad(rp * dv) + pad(P + 16) + 3 * pad(P) + pad(kKeyBlock + 1) + 256 + pad(r * 16);
+    const int64_t R = rp_max(), P = R * kKeyLanes + 16;
+    return pad(R * r) + pad(R * kKeyLanes) + 6 * pad(P) + pad(R + 1) + pad(R * dv) + 3 * pad(R) +
+           pad(r * 16) + pad(kKeyBlock * 16);
   }
+  // The fused path's keys as lanes: per (b, g) and block of kKeyLanes keys, K[:, :r]ᵀ [r,
+  // kKeyLanes] (the last block zero-padded).
+  int64_t key_blocks() const { return (L + kKeyLanes - 1) / kKeyLanes; }
+  int64_t key_lanes_floats() const { return B * G * key_blocks() * r * kKeyLanes; }
   int64_t per_thread(Path path) const {
     return path == Path::Fast && fused() ? fused_floats() : rows_floats();
   }
@@ -144,12 +148,17 @@ struct SparkDims {
   void subtiles(int64_t t0, int64_t t1, F&& f) const {
     for (int64_t i0 = t0; i0 < t1; i0 += kSubRows) f(i0, std::min(t1, i0 + kSubRows));
   }
-  // Predictor (lane, key) pairs the score kernel issues: padded lanes x visible keys per subtile.
-  double issued_pairs() const {
+  // Predictor (row, key) pairs the score kernel issues per slice: the fused path's row x whole
+  // key blocks up to the subtile's last visible key; otherwise padded lanes (16) x visible keys
+  // per subtile.
+  double issued_pairs(Path path) const {
+    const bool blocks = path == Path::Fast && fused();
     double pairs = 0;
     for (int64_t t0 = 0; t0 < L; t0 += br)
-      subtiles(t0, std::min(L, t0 + br),
-               [&](int64_t i0, int64_t i1) { pairs += double(pad16(i1 - i0)) * double(jmax(i1)); });
+      subtiles(t0, std::min(L, t0 + br), [&](int64_t i0, int64_t i1) {
+        const int64_t keys = blocks ? (jmax(i1) + kKeyLanes - 1) / kKeyLanes * kKeyLanes : jmax(i1);
+        pairs += double(blocks ? i1 - i0 : pad16(i1 - i0)) * double(keys);
+      });
     return pairs;
   }
 };
@@ -162,6 +171,17 @@ void pack_gate_values(const SparkDims& s, const float* k, const float* v, float*
   for (int64_t j = 0; j < rows; ++j) {
     std::copy(k + j * s.d + s.r, k + (j + 1) * s.d, kv + j * w);
     std::copy(v + j * s.dv, v + (j + 1) * s.dv, kv + j * w + (s.d - s.r));
+  }
+}
+
+// K[:, :r] of every (b, g) as lanes for the fused path: kt [B,G,key_blocks, r, kKeyLanes].
+void pack_key_lanes(const SparkDims& s, const float* k, float* kt) {
+  const int64_t nb = s.key_blocks();
+#pragma omp parallel for num_threads(s.threads) schedule(static)
+  for (int64_t item = 0; item < s.B * s.G * nb; ++item) {
+    const int64_t bg = item / nb, j0 = item % nb * kKeyLanes;
+    pack_lanes({k + (bg * s.L + j0) * s.d, s.d, 0, kKeyLanes}, std::min(kKeyLanes, s.L - j0), s.r,
+               1.0f, kt + item * s.r * kKeyLanes, kKeyLanes);
   }
 }
 
@@ -209,31 +229,30 @@ int64_t guard_argmax(const SparkDims& s, const float* qrow, const float* kb, int
 }
 
 struct FusedScratch {
-  float *qt, *st, *ks, *th, *mx, *z, *acc, *px, *pe, *pw, *pbuf, *qt1;
-  uint64_t* kmask;
-  int32_t *pt, *pstart;
+  float *qs, *S, *ps, *px, *pw, *pm, *acc, *m, *z, *th, *qt1, *st1;
+  int32_t *pj, *pr, *pstart;
   FusedScratch(const SparkDims& s, float* f) {
-    const int64_t rp = s.rp_max(), P = kKeyBlock * rp;
+    const int64_t R = s.rp_max(), P = R * kKeyLanes + 16;
     auto take = [&f](int64_t n) {
       float* p = f;
       f += SparkDims::pad(n);
       return p;
     };
-    qt = take(s.r * rp);
-    st = take(kKeyBlock * rp);
-    ks = take(rp * s.L + 16);
-    kmask = reinterpret_cast<uint64_t*>(take(2 * s.L));
-    th = take(rp);
-    mx = take(rp);
-    z = take(rp);
-    acc = take(rp * s.dv);
-    px = take(P + 16);
-    pe = take(P);
+    qs = take(R * s.r);
+    S = take(R * kKeyLanes);
+    pj = reinterpret_cast<int32_t*>(take(P));
+    ps = take(P);
+    px = take(P);
     pw = take(P);
-    pt = reinterpret_cast<int32_t*>(take(P));
-    pstart = reinterpret_cast<int32_t*>(take(kKeyBlock + 1));
-    pbuf = take(256);
+    pm = take(P);
+    pr = reinterpret_cast<int32_t*>(take(P));
+    pstart = reinterpret_cast<int32_t*>(take(R + 1));
+    acc = take(R * s.dv);
+    m = take(R);
+    z = take(R);
+    th = take(R);
     qt1 = take(s.r * 16);
+    st1 = take(kKeyBlock * 16);
   }
 };
 
@@ -248,6 +267,16 @@ KT_AVX512 inline __m512 dot_lanes(const float* a, const float* b, int64_t n) {
     acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + c), _mm512_maskz_loadu_ps(m, b + c), acc);
   }
   return acc;
+}
+
+// a[0..n), one horizontal sum.
+KT_AVX512 inline float sum512(const float* a, int64_t n) {
+  __m512 acc = _mm512_setzero_ps();
+  for (int64_t c = 0; c < n; c += 16)
+    acc = _mm512_add_ps(
+        acc, _mm512_maskz_loadu_ps(n - c >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - c)) - 1),
+                                   a + c));
+  return _mm512_reduce_add_ps(acc);
 }
 
 // a[0..n)·b[0..n), one horizontal sum.
@@ -277,170 +306,212 @@ inline void prefetch_row(const float* x, int64_t n) {
   _mm_prefetch(p + n * 4 - 1, _MM_HINT_T0);  // the last line of an unaligned row
 }
 
-// Gate dots of pending pairs, 16 at a time: add(e, q2, k2) stores the product vector of pair e
-// (q2·k2 lane-wise, over dg in 16-lane steps) in its slot of pbuf; every 16th pair, and at
-// flush(), transpose_sum16 turns the 16 vectors into 16 dots, stored at px[e0..e0 + 16).
-struct GateDots {
-  float *pbuf, *px;
-  int64_t dg;
-  KT_AVX512 static int slot(int64_t e) { return int(4 * (e % 4) + (e % 16) / 4); }
-  KT_AVX512 void add(int64_t e, const float* q2, const float* k2) const {
-    _mm512_store_ps(pbuf + 16 * slot(e), dot_lanes(q2, k2, dg));
-    if (e % 16 == 15) reduce(e - 15);
-  }
-  KT_AVX512 void reduce(int64_t e0) const {
-    __m512 p[16];
-    for (int l = 0; l < 16; ++l) p[l] = _mm512_load_ps(pbuf + 16 * l);
-    _mm512_storeu_ps(px + e0, transpose_sum16(p));
-  }
-  KT_AVX512 void flush(int64_t n) const {  // n pairs added in all
-    if (n % 16 == 0) return;
-    for (int64_t e = n; e % 16; ++e) _mm512_store_ps(pbuf + 16 * slot(e), _mm512_setzero_ps());
-    reduce(n / 16 * 16);
-  }
-};
+// Prefetches the cache lines of x[0..n) into L2.
+inline void prefetch_l2(const float* x, int64_t n) {
+  const char* p = reinterpret_cast<const char*>(x);
+  for (int64_t b = 0; b < n * 4; b += 64) _mm_prefetch(p + b, _MM_HINT_T1);
+  _mm_prefetch(p + n * 4 - 1, _MM_HINT_T1);  // the last line of an unaligned row
+}
 
-// acc_{pt[e]}[c0 + 0..16·NV) += pw[e]·v[c0 + ..] and z_{pt[e]} += pe[e] for the pending pairs
-// e in [e0, e1) of one key (v held in registers; the last vector masked by tail).
-template <int NV>
-KT_AVX512 void key_values(const float* v, int64_t c0, __mmask16 tail, const float* pw,
-                          const int32_t* pt, int64_t e0, int64_t e1, int64_t dv, float* acc) {
-  __m512 vv[NV];
-  for (int k = 0; k < NV; ++k)
-    vv[k] = _mm512_maskz_loadu_ps(k < NV - 1 ? __mmask16(0xffff) : tail, v + c0 + 16 * k);
-  for (int64_t e = e0; e < e1; ++e) {
-    const __m512 wb = _mm512_set1_ps(pw[e]);
-    float* a = acc + int64_t(pt[e]) * dv + c0;
-    for (int k = 0; k < NV; ++k) {
-      const __mmask16 m = k < NV - 1 ? __mmask16(0xffff) : tail;
-      _mm512_mask_storeu_ps(a + 16 * k, m,
-                            _mm512_fmadd_ps(wb, vv[k], _mm512_maskz_loadu_ps(m, a + 16 * k)));
+// Gate dots x[e] = q2_{pr[e]}·k2_{pj[e]} (rows of q and k at stride d, their dims [r, d)) of the
+// pairs [0, n), 16 at a time: the 16 product vectors in registers, summed by one transposed
+// reduction. DG = d - r when known at compile time (its vectors unrolled), else 0 (a loop over
+// dg). The pair arrays hold valid indices up to the next multiple of 16.
+template <int DG>
+KT_AVX512 __attribute__((noinline)) void gate_dots(const float* q, const float* k, int64_t d,
+                                                   int64_t r, int64_t dg, const int32_t* pr,
+                                                   const int32_t* pj, int32_t n, float* x) {
+  for (int32_t e0 = 0; e0 < n; e0 += 16) {
+    __m512 p[16];
+#pragma GCC unroll 16
+    for (int l = 0; l < 16; ++l) {
+      const float* q2 = q + int64_t(pr[e0 + l]) * d + r;
+      const float* k2 = k + int64_t(pj[e0 + l]) * d + r;
+      __m512 acc;
+      if constexpr (DG == 32) {
+        acc = _mm512_fmadd_ps(_mm512_loadu_ps(q2 + 16), _mm512_loadu_ps(k2 + 16),
+                              _mm512_mul_ps(_mm512_loadu_ps(q2), _mm512_loadu_ps(k2)));
+      } else {
+        acc = dot_lanes(q2, k2, dg);
+      }
+      p[4 * (l % 4) + l / 4] = acc;  // the slot transpose_sum16 sums into lane l
     }
+    _mm512_storeu_ps(x + e0, transpose_sum16(p));
   }
 }
 
-KT_AVX512 void key_values_all(const float* v, const float* pw, const int32_t* pt, int64_t e0,
-                              int64_t e1, int64_t dv, float* acc) {
+// The pairs' softmax numerators and weights: e = exp(s - m), w = e·softplus(α·x); e replaces s
+// (out of line: inlined into the OpenMP region, GCC 12 left such loops scalar).
+KT_AVX512 __attribute__((noinline)) void pair_weights(float* s, const float* m, const float* x,
+                                                      float alpha, int32_t n, float* w) {
+#pragma omp simd
+  for (int32_t e = 0; e < n; ++e) {
+    const float ex = exp_approx(s[e] - m[e]);
+    w[e] = ex * softplus_approx(alpha * x[e]);
+    s[e] = ex;
+  }
+}
+
+// acc[c0 + 0..16·NV) += Σ_e pw[e]·v_{pj[e]}[c0 + ..] over the pairs e in [e0, e1) of one row,
+// the accumulators in registers, two sets (even and odd pairs: two FMA chains), each pair's V
+// row prefetched kAheadPairs pairs ahead (the last vector masked by tail).
+constexpr int32_t kAheadPairs = 4;
+template <int NV>
+KT_AVX512 __attribute__((noinline)) void row_values(const float* vb, int64_t dv, int64_t c0,
+                                                    __mmask16 tail, const int32_t* pj,
+                                                    const float* pw, int32_t e0, int32_t e1,
+                                                    float* acc) {
+  auto mask = [tail](int k) { return k < NV - 1 ? __mmask16(0xffff) : tail; };
+  __m512 a[NV], b[NV];
+#pragma GCC unroll 4
+  for (int k = 0; k < NV; ++k) {
+    a[k] = _mm512_maskz_loadu_ps(mask(k), acc + c0 + 16 * k);
+    b[k] = _mm512_setzero_ps();
+  }
+  auto step = [&](int32_t e, __m512* x) {
+    if (false && e + kAheadPairs < e1)
+      prefetch_row(vb + int64_t(pj[e + kAheadPairs]) * dv + c0, 16 * NV);
+    const __m512 wb = _mm512_set1_ps(pw[e]);
+    const float* v = vb + int64_t(pj[e]) * dv + c0;
+#pragma GCC unroll 4
+    for (int k = 0; k < NV; ++k)
+      x[k] = _mm512_fmadd_ps(wb, _mm512_maskz_loadu_ps(mask(k), v + 16 * k), x[k]);
+  };
+  int32_t e = e0;
+  for (; e + 2 <= e1; e += 2) {
+    step(e, a);
+    step(e + 1, b);
+  }
+  if (e < e1) step(e, a);
+#pragma GCC unroll 4
+  for (int k = 0; k < NV; ++k)
+    _mm512_mask_storeu_ps(acc + c0 + 16 * k, mask(k), _mm512_add_ps(a[k], b[k]));
+}
+
+KT_AVX512 void row_values_all(const float* vb, int64_t dv, const int32_t* pj, const float* pw,
+                              int32_t e0, int32_t e1, float* acc) {
   for (int64_t c0 = 0; c0 < dv; c0 += 64) {
     const int64_t cw = std::min<int64_t>(64, dv - c0);
     const int nvec = int((cw + 15) / 16);
     const __mmask16 tail = __mmask16((1u << (cw - 16 * (nvec - 1))) - 1);
     switch (nvec) {
       case 4:
-        key_values<4>(v, c0, tail, pw, pt, e0, e1, dv, acc);
+        row_values<4>(vb, dv, c0, tail, pj, pw, e0, e1, acc);
         break;
       case 3:
-        key_values<3>(v, c0, tail, pw, pt, e0, e1, dv, acc);
+        row_values<3>(vb, dv, c0, tail, pj, pw, e0, e1, acc);
         break;
       case 2:
-        key_values<2>(v, c0, tail, pw, pt, e0, e1, dv, acc);
+        row_values<2>(vb, dv, c0, tail, pj, pw, e0, e1, acc);
         break;
       default:
-        key_values<1>(v, c0, tail, pw, pt, e0, e1, dv, acc);
+        row_values<1>(vb, dv, c0, tail, pj, pw, e0, e1, acc);
         break;
     }
   }
 }
 
 // The fused fast path for one subtile: rows [i0, i0 + rows) of one head (query rows qr, stride
-// d; θ th_rows), output rows o (stride dv). Returns the predictor flops it issued.
-//   select: per block of kKeyBlock keys, scores by the shared kernel into a [block, rp] L1
-//           buffer, compared per 16 rows with the θ lanes and the causal limit; emitted per key
-//           as a 64-bit mask of the rows keeping it plus the kept scores compressed in row
-//           order; running max of the kept scores per row.
-//   stream: keys in increasing j, in blocks of kKeyBlock; per key its rows: the gate dot's
-//           product vector (reduced 16 pairs at a time) and s - max into a pending batch; per
-//           batch exp and softplus vectorised; then per key, v_j in registers,
-//           acc_row += w·v_j and z_row += e.
-//   rows that keep nothing: argmax guard (recomputed scores of that row alone).
+// d; θ th_rows), its keys' predictor parts as lanes kt (kKeyLanes keys per block, [r, kKeyLanes]
+// each), output rows o (stride dv). Returns the predictor flops it issued. Per key block:
+//   scores  S [rows, kKeyLanes] = the block's keys (lanes) x the rows' α·q[:r], by the shared
+//           score kernel with the roles of lanes and broadcasts swapped (the same FMA chain per
+//           score as the reference's, so bit-identical); meanwhile the block's K[:, r:] and V
+//           rows are prefetched.
+//   select  per row, 16 keys at a time: s > θ_f and visible, the kept keys and scores compressed
+//           into the block's pair list (rows in order); the row's running max m raised to the
+//           block's kept max (acc and z rescaled by exp(m_old - m_new)).
+//   gate    the gate dots of every pair, 16 reduced together by a transposed sum; then e =
+//           exp(s - m), w = e·softplus(α·x), vectorised over the block's pairs.
+//   values  per row, acc in registers: acc += Σ w·v_j over its pairs; z += Σ e.
+// After the last block o = acc / z; rows that kept nothing take the argmax guard (that row's
+// scores recomputed alone, 16 lanes).
 KT_AVX512 double fused_subtile(const SparkDims& s, const float* qr, const double* th_rows,
-                               const float* kb, const float* vb, int64_t i0, int64_t rows,
-                               const FusedScratch& w, float* o) {
-  const int64_t rp = pad16(rows), nv = rp / 16, jmax = s.jmax(i0 + rows), dg = s.d - s.r;
-  pack_queries(s, qr, rows, rp, w.qt);
-  __m512 thv[4], mx[4];
-  for (int64_t l = 0; l < rp; ++l)
-    w.th[l] = l < rows ? compare_threshold(th_rows[l], s.visible(i0 + l), s.k) : INFINITY;
-  for (int64_t v = 0; v < nv; ++v) {
-    thv[v] = _mm512_loadu_ps(w.th + 16 * v);
-    mx[v] = _mm512_set1_ps(-INFINITY);
+                               const float* kt, const float* kb, const float* vb, int64_t i0,
+                               int64_t rows, const FusedScratch& w, float* o) {
+  const int64_t jmax = s.jmax(i0 + rows), dg = s.d - s.r, dv = s.dv;
+  for (int64_t t = 0; t < rows; ++t) {
+    for (int64_t c = 0; c < s.r; ++c) w.qs[t * s.r + c] = qr[t * s.d + c] * s.scale;
+    w.th[t] = compare_threshold(th_rows[t], s.visible(i0 + t), s.k);
+    w.m[t] = -INFINITY;
+    w.z[t] = 0;
   }
-  int64_t p = 0;
+  std::fill(w.acc, w.acc + rows * dv, 0.0f);
+  const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   uint64_t any = 0;
-  for (int64_t j0 = 0; j0 < jmax; j0 += kKeyBlock) {
-    const int64_t nb = std::min(kKeyBlock, jmax - j0);
-    subtile_scores(s, w.qt, rp, kb, j0, nb, w.st);
-    for (int64_t jj = 0; jj < nb; ++jj) {
-      const int64_t lim0 = s.causal ? j0 + jj - i0 : 0;  // lanes below it cannot see the key
-      uint64_t km = 0;
-      for (int64_t v = 0; v < nv; ++v) {
-        const __m512 sv = _mm512_loadu_ps(w.st + jj * rp + 16 * v);
-        __mmask16 m = _mm512_cmp_ps_mask(sv, thv[v], _CMP_GT_OQ);
-        const int64_t lim = lim0 - 16 * v;
-        if (lim > 0) m &= lim >= 16 ? __mmask16(0) : __mmask16(0xffffu << lim);
-        // Compress in a register and store a full vector (the memory form is slow on Zen 4);
-        // ks has 16 floats of slack.
-        _mm512_storeu_ps(w.ks + p, _mm512_maskz_compress_ps(m, sv));
+  double issued = 0;
+  for (int64_t j0 = 0; j0 < jmax; j0 += kKeyLanes) {
+    const int64_t nk = std::min(kKeyLanes, jmax - j0);
+    for (int64_t j = j0; j < j0 + nk; ++j) {
+      prefetch_l2(kb + j * s.d + s.r, dg);
+      prefetch_l2(vb + j * dv, dv);
+    }
+    lane_dots(kt + (j0 / kKeyLanes) * s.r * kKeyLanes, kKeyLanes, w.qs, s.r, rows, s.r, w.S);
+    issued += 2.0 * double(s.r) * double(kKeyLanes) * double(rows);
+    int32_t p = 0;
+    for (int64_t t = 0; t < rows; ++t) {
+      w.pstart[t] = p;
+      const int64_t lim = std::min(nk, s.visible(i0 + t) - j0);  // keys of the block row t sees
+      const __m512 thv = _mm512_set1_ps(w.th[t]);
+      __m512 mx = _mm512_set1_ps(-INFINITY);
+      const int32_t p0 = p;
+      for (int64_t c = 0; c < lim; c += 16) {
+        const __m512 sv = _mm512_loadu_ps(w.S + t * kKeyLanes + c);
+        __mmask16 m = _mm512_cmp_ps_mask(sv, thv, _CMP_GT_OQ);
+        if (lim - c < 16) m &= __mmask16((1u << (lim - c)) - 1);
+        // Compress in registers and store full vectors (the memory form is slow on Zen 4); the
+        // pair arrays have 16 entries of slack.
+        _mm512_storeu_ps(w.ps + p, _mm512_maskz_compress_ps(m, sv));
+        _mm512_storeu_si512(w.pj + p,
+                            _mm512_maskz_compress_epi32(
+                                m, _mm512_add_epi32(iota, _mm512_set1_epi32(int32_t(j0 + c)))));
         p += __builtin_popcount(m);
-        mx[v] = _mm512_mask_max_ps(mx[v], m, mx[v], sv);
-        km |= uint64_t(m) << (16 * v);
+        mx = _mm512_mask_max_ps(mx, m, mx, sv);
       }
-      w.kmask[j0 + jj] = km;
-      any |= km;
-    }
-  }
-  for (int64_t v = 0; v < nv; ++v) _mm512_storeu_ps(w.mx + 16 * v, mx[v]);
-  double issued = 2.0 * double(s.r) * double(rp) * double(jmax);
-
-  std::fill(w.acc, w.acc + rows * s.dv, 0.0f);
-  std::fill(w.z, w.z + rows, 0.0f);
-  const GateDots gd{w.pbuf, w.px, dg};
-  p = 0;
-  for (int64_t j0 = 0; j0 < jmax; j0 += kKeyBlock) {
-    const int64_t nb = std::min(kKeyBlock, jmax - j0);
-    int32_t np = 0;
-    for (int64_t jj = 0; jj < nb; ++jj) {
-      w.pstart[jj] = np;
-      const float* k2 = kb + (j0 + jj) * s.d + s.r;
-      if (j0 + jj + kPrefetchKeys < jmax) {  // the K[:, r:] and V rows read kPrefetchKeys on
-        prefetch_row(k2 + kPrefetchKeys * s.d, dg);
-        prefetch_row(vb + (j0 + jj + kPrefetchKeys) * s.dv, s.dv);
+      if (p == p0) continue;
+      any |= uint64_t(1) << t;
+      const float mnew = std::max(w.m[t], _mm512_reduce_max_ps(mx));
+      if (mnew > w.m[t]) {  // rescale what the row has summed so far
+        const float corr = w.m[t] == -INFINITY ? 0.0f : exp_approx(w.m[t] - mnew);
+        w.z[t] *= corr;
+        for (int64_t c = 0; c < dv; ++c) w.acc[t * dv + c] *= corr;
+        w.m[t] = mnew;
       }
-      for (uint64_t km = w.kmask[j0 + jj]; km; km &= km - 1) {
-        const int t = __builtin_ctzll(km);
-        gd.add(np, qr + t * s.d + s.r, k2);
-        w.pe[np] = w.ks[p++] - w.mx[t];
-        w.pt[np++] = t;
+      for (int32_t e = p0; e < p; e += 16) {
+        _mm512_storeu_ps(w.pm + e, _mm512_set1_ps(mnew));
+        _mm512_storeu_si512(w.pr + e, _mm512_set1_epi32(int32_t(t)));
       }
     }
-    w.pstart[nb] = np;
-    gd.flush(np);
-    const float alpha = s.scale;
-#pragma omp simd
-    for (int32_t e = 0; e < np; ++e) {
-      const float ex = exp_approx(w.pe[e]);
-      w.pw[e] = ex * softplus_approx(alpha * w.px[e]);
-      w.pe[e] = ex;
+    w.pstart[rows] = p;
+    if (p == 0) continue;
+    // Pad the pairs to a multiple of 16 with a valid (row 0, key j0) pair for gate_dots.
+    _mm512_storeu_si512(w.pj + p, _mm512_set1_epi32(int32_t(j0)));
+    _mm512_storeu_si512(w.pr + p, _mm512_setzero_si512());
+    if (dg == 32)
+      gate_dots<32>(qr, kb, s.d, s.r, dg, w.pr, w.pj, p, w.px);
+    else
+      gate_dots<0>(qr, kb, s.d, s.r, dg, w.pr, w.pj, p, w.px);
+    pair_weights(w.ps, w.pm, w.px, s.scale, p, w.pw);
+    for (int64_t t = 0; t < rows; ++t) {
+      const int32_t e0 = w.pstart[t], e1 = w.pstart[t + 1];
+      if (e0 == e1) continue;
+      w.z[t] += sum512(w.ps + e0, e1 - e0);
+      row_values_all(vb, dv, w.pj, w.pw, e0, e1, w.acc + t * dv);
     }
-    for (int32_t e = 0; e < np; ++e) w.z[w.pt[e]] += w.pe[e];
-    for (int64_t jj = 0; jj < nb; ++jj)
-      if (w.pstart[jj] < w.pstart[jj + 1])
-        key_values_all(vb + (j0 + jj) * s.dv, w.pw, w.pt, w.pstart[jj], w.pstart[jj + 1], s.dv,
-                       w.acc);
   }
   for (int64_t t = 0; t < rows; ++t) {
-    float* ot = o + t * s.dv;
+    float* ot = o + t * dv;
     if (any >> t & 1) {
       const float inv = 1.0f / w.z[t];
-      for (int64_t c = 0; c < s.dv; ++c) ot[c] = w.acc[t * s.dv + c] * inv;
+      for (int64_t c = 0; c < dv; ++c) ot[c] = w.acc[t * dv + c] * inv;
       continue;
     }
     // Nothing above θ: keep the first argmax alone (softmax weight 1).
     const int64_t n = s.visible(i0 + t);
-    const int64_t a = guard_argmax(s, qr + t * s.d, kb, n, w.qt1, w.st);
+    const int64_t a = guard_argmax(s, qr + t * s.d, kb, n, w.qt1, w.st1);
     issued += 2.0 * double(s.r) * 16.0 * double(n);
     const float g = softplus_approx(s.scale * dot512(qr + t * s.d + s.r, kb + a * s.d + s.r, dg));
-    for (int64_t c = 0; c < s.dv; ++c) ot[c] = g * vb[a * s.dv + c];
+    for (int64_t c = 0; c < dv; ++c) ot[c] = g * vb[a * dv + c];
   }
   return issued;
 }
@@ -568,7 +639,7 @@ class SparkAttention final : public Mechanism {
     // (the causal tile's upper triangle included); the gate and value sums are not counted
     // (sparse, per kept pair). The argmax guard's single-row recompute (16 lanes x n keys, only
     // for a row that keeps nothing: never with non-degenerate scores) is counted when it runs.
-    const double issued_pairs = s.issued_pairs();
+    const double issued_pairs = s.issued_pairs(path);
     c.issued_flops = slices * 2 * r * issued_pairs;
     // Scale folded into the predictor queries (L·r); statistics from the key moments (statistical
     // mode: per key a rank-1 update of the r x r second moment, per thresholded row a quadratic
@@ -588,6 +659,8 @@ class SparkAttention final : public Mechanism {
     double bytes = Workspace::padded_float_bytes(double(s.nthreads() * s.per_thread(path)));
     if (path == Path::Fast && !s.fused())
       bytes += Workspace::padded_float_bytes(double(s.B * s.G * s.L * (s.d - s.r + s.dv)));
+    if (path == Path::Fast && s.fused())
+      bytes += Workspace::padded_float_bytes(double(s.key_lanes_floats()));
     if (s.statistical())
       bytes +=
           double(Workspace::padded_bytes(size_t(8 * s.B * s.H * s.L))) +
@@ -606,9 +679,9 @@ class SparkAttention final : public Mechanism {
   }
 
   // Allocations shared by both paths (the order cost() assumes): per-thread scratch, [K2;V]
-  // (per-row fast path), θ (statistical, computed here).
+  // (per-row fast path) or the keys as lanes (fused path), θ (statistical, computed here).
   struct Buffers {
-    float *scratch, *kv = nullptr;
+    float *scratch, *kv = nullptr, *kt = nullptr;
     double* theta = nullptr;
   };
   static Buffers prepare(const SparkDims& s, Path path, const TensorMap& in, Workspace& ws) {
@@ -618,6 +691,10 @@ class SparkAttention final : public Mechanism {
     if (path == Path::Fast && !s.fused()) {
       bf.kv = ws.alloc_floats(s.B * s.G * s.L * (s.d - s.r + s.dv));
       pack_gate_values(s, k, v, bf.kv);
+    }
+    if (path == Path::Fast && s.fused()) {
+      bf.kt = ws.alloc_floats(s.key_lanes_floats());
+      pack_key_lanes(s, k, bf.kt);
     }
     if (s.statistical()) {
       bf.theta = ws.alloc<double>(s.B * s.H * s.L);
@@ -717,7 +794,8 @@ class SparkAttention final : public Mechanism {
           if (fused) {
             const FusedScratch fs(s, mine);
             s.subtiles(t0, t1, [&](int64_t i0, int64_t i1) {
-              issued += fused_subtile(s, q + (bh * s.L + i0) * s.d, bf.theta + bh * s.L + i0, kb,
+              issued += fused_subtile(s, q + (bh * s.L + i0) * s.d, bf.theta + bh * s.L + i0,
+                                      bf.kt + (b * s.G + g) * s.key_blocks() * s.r * kKeyLanes, kb,
                                       vb, i0, i1 - i0, fs, o + (bh * s.L + i0) * s.dv);
             });
             blas::add_counted_flops(issued);
