@@ -162,7 +162,7 @@ TEST(SparkKernels, MomentThresholdsMatchTwoPassStatistics) {
       SCOPED_TRACE(std::string(shifted ? "shifted" : "centred") + (causal ? " causal" : ""));
       const auto q = normal_row(L * d, 11, shifted ? 1.0 : 0.0, shifted ? 0.3 : 1.0);
       const auto key = normal_row(L * d, 12, shifted ? 20.0 : 0.0, shifted ? 0.05 : 1.0);
-      std::vector<double> theta(L), scratch(r * r + 3 * r);
+      std::vector<double> theta(L), scratch(moment_scratch_doubles(r));
       moment_thresholds(q.data(), d, key.data(), d, L, r, alpha, k, causal, scratch.data(),
                         theta.data());
       double min_ratio = INFINITY;  // |μ| / σ over the rows, to check the shifted case is one

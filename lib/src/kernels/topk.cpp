@@ -103,10 +103,49 @@ float float_below(double t) {
   return f;
 }
 
+// xᵀ·M·x for a symmetric r x r M; u: r doubles of scratch. u = M·x as a sum of M's rows, so the
+// vectors run along them with no horizontal sum per entry; for r <= 32 (AVX-512) u stays in four
+// registers, four independent FMA chains.
+double quadratic_form(const double* M, const double* x, double* u, int64_t r) {
+#ifdef __AVX512F__
+  if (r <= 32) {
+    __mmask8 mk[4];
+    __m512d acc[4];
+    for (int v = 0; v < 4; ++v) {
+      const int64_t w = std::clamp<int64_t>(r - 8 * v, 0, 8);
+      mk[v] = __mmask8((1u << w) - 1);
+      acc[v] = _mm512_setzero_pd();
+    }
+    for (int64_t c = 0; c < r; ++c) {
+      const __m512d xc = _mm512_set1_pd(x[c]);
+      for (int v = 0; v < 4; ++v)
+        acc[v] = _mm512_fmadd_pd(xc, _mm512_maskz_loadu_pd(mk[v], M + c * r + 8 * v), acc[v]);
+    }
+    __m512d b = _mm512_setzero_pd();
+    for (int v = 0; v < 4; ++v)
+      b = _mm512_fmadd_pd(acc[v], _mm512_maskz_loadu_pd(mk[v], x + 8 * v), b);
+    return _mm512_reduce_add_pd(b);
+  }
+#endif
+  std::fill(u, u + r, 0.0);
+  for (int64_t c = 0; c < r; ++c) {
+    const double xc = x[c];
+#pragma omp simd
+    for (int64_t e = 0; e < r; ++e) u[e] += xc * M[c * r + e];
+  }
+  double b = 0;
+  for (int64_t c = 0; c < r; ++c) b += x[c] * u[c];
+  return b;
+}
+
+int64_t moment_scratch_doubles(int64_t r) {
+  return r * r + 4 * r;  // M2, m1, y, qs, u
+}
+
 void moment_thresholds(const float* q, int64_t ldq, const float* key, int64_t ldk, int64_t L,
                        int64_t r, float alpha, int64_t k, bool causal, double* scratch,
                        double* theta) {
-  double *m1 = scratch, *M2 = m1 + r, *y = M2 + r * r, *qs = y + r;
+  double *m1 = scratch, *M2 = m1 + r, *y = M2 + r * r, *qs = y + r, *u = qs + r;
   std::fill(m1, m1 + r + r * r, 0.0);
   const float* k0 = key;
   auto row = [&](int64_t i, int64_t n) {
@@ -116,20 +155,23 @@ void moment_thresholds(const float* q, int64_t ldq, const float* key, int64_t ld
     }
     const float* qi = q + i * ldq;
     for (int64_t c = 0; c < r; ++c) qs[c] = double(qi[c] * alpha);
-    double s0 = 0, a = 0, b = 0;
+    double s0 = 0, a = 0;
     for (int64_t c = 0; c < r; ++c) {
-      double t = 0;
-#pragma omp simd reduction(+ : t)
-      for (int64_t e = 0; e < r; ++e) t += M2[c * r + e] * qs[e];
       s0 += qs[c] * double(k0[c]);
       a += qs[c] * m1[c];
-      b += qs[c] * t;
     }
+    const double b = quadratic_form(M2, qs, u, r);
     const double mean = a / double(n), var = std::max(0.0, b / double(n) - mean * mean);
     theta[i] = s0 + mean + std::sqrt(var) * inverse_normal_cdf(1.0 - double(k) / double(n));
   };
+  constexpr int64_t kAhead = 8;  // rows prefetched ahead (each row is read once: its first touch)
   for (int64_t j = 0; j < L; ++j) {
     const float* kj = key + j * ldk;
+    if (j + kAhead < L)
+      for (int64_t c = 0; c < r; c += 16) {
+        __builtin_prefetch(kj + kAhead * ldk + c);
+        if (causal) __builtin_prefetch(q + (j + kAhead) * ldq + c);
+      }
     for (int64_t c = 0; c < r; ++c) y[c] = double(kj[c]) - double(k0[c]);
     for (int64_t c = 0; c < r; ++c) {
       m1[c] += y[c];

@@ -41,7 +41,9 @@ int64_t select_above_or_argmax(const float* x, int64_t n, float t, int32_t* idx)
 // over the visible keys (causal: prefix sums, n_i = i + 1; otherwise all L keys), so
 //   theta[i] = μ_i + σ_i·Φ⁻¹(1 - k/n_i)   (population σ)     if n_i > k,   -inf otherwise:
 // the statistic statistical_threshold computes from the scores, in O(L·r²) instead of O(L²·r).
-// q rows at stride ldq, keys at stride ldk (first r entries used). scratch: r·r + 3·r doubles.
+// q rows at stride ldq, keys at stride ldk (first r entries used). scratch:
+// moment_scratch_doubles(r) doubles.
+int64_t moment_scratch_doubles(int64_t r);
 void moment_thresholds(const float* q, int64_t ldq, const float* key, int64_t ldk, int64_t L,
                        int64_t r, float alpha, int64_t k, bool causal, double* scratch,
                        double* theta);

@@ -189,7 +189,7 @@ void pack_key_lanes(const SparkDims& s, const float* k, float* kt) {
 // computed once, read by both paths, so they take identical keep/drop decisions.
 void thresholds(const SparkDims& s, const float* q, const float* k, double* scratch,
                 double* theta) {
-  const int64_t per = s.r * s.r + 3 * s.r;
+  const int64_t per = moment_scratch_doubles(s.r);
 #pragma omp parallel for num_threads(static_cast <int>(s.theta_threads())) schedule(dynamic, 1)
   for (int64_t bh = 0; bh < s.B * s.H; ++bh) {
     const int64_t b = bh / s.H, g = (bh % s.H) / (s.H / s.G);
@@ -662,9 +662,9 @@ class SparkAttention final : public Mechanism {
     if (path == Path::Fast && s.fused())
       bytes += Workspace::padded_float_bytes(double(s.key_lanes_floats()));
     if (s.statistical())
-      bytes +=
-          double(Workspace::padded_bytes(size_t(8 * s.B * s.H * s.L))) +
-          double(Workspace::padded_bytes(size_t(8 * s.theta_threads() * (s.r * s.r + 3 * s.r))));
+      bytes += double(Workspace::padded_bytes(size_t(8 * s.B * s.H * s.L))) +
+               double(Workspace::padded_bytes(
+                   size_t(8 * s.theta_threads() * moment_scratch_doubles(s.r))));
     c.workspace_bytes = bytes;
     if (path == Path::Fast)
       c.form = s.fused() ? "θ from key moments + fused AVX-512 score/compare per 64-row tile + "
@@ -698,7 +698,7 @@ class SparkAttention final : public Mechanism {
     }
     if (s.statistical()) {
       bf.theta = ws.alloc<double>(s.B * s.H * s.L);
-      double* mscratch = ws.alloc<double>(s.theta_threads() * (s.r * s.r + 3 * s.r));
+      double* mscratch = ws.alloc<double>(s.theta_threads() * moment_scratch_doubles(s.r));
       thresholds(s, q, k, mscratch, bf.theta);
     }
     return bf;
