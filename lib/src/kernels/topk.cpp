@@ -156,6 +156,7 @@ void moment_thresholds(const float* q, int64_t ldq, const float* key, int64_t ld
     const float* qi = q + i * ldq;
     for (int64_t c = 0; c < r; ++c) qs[c] = double(qi[c] * alpha);
     double s0 = 0, a = 0;
+#pragma omp simd reduction(+ : s0, a)
     for (int64_t c = 0; c < r; ++c) {
       s0 += qs[c] * double(k0[c]);
       a += qs[c] * m1[c];

@@ -148,7 +148,7 @@ struct SparkDims {
   void subtiles(int64_t t0, int64_t t1, F&& f) const {
     for (int64_t i0 = t0; i0 < t1; i0 += kSubRows) f(i0, std::min(t1, i0 + kSubRows));
   }
-  // Predictor (row, key) pairs the score kernel issues per slice: the fused path's row x whole
+  // Predictor (row, key) pairs the score kernel issues per slice: the fused path's rows x whole
   // key blocks up to the subtile's last visible key; otherwise padded lanes (16) x visible keys
   // per subtile.
   double issued_pairs(Path path) const {
@@ -306,11 +306,14 @@ inline void prefetch_row(const float* x, int64_t n) {
   _mm_prefetch(p + n * 4 - 1, _MM_HINT_T0);  // the last line of an unaligned row
 }
 
-// Prefetches the cache lines of x[0..n) into L2.
-inline void prefetch_l2(const float* x, int64_t n) {
-  const char* p = reinterpret_cast<const char*>(x);
-  for (int64_t b = 0; b < n * 4; b += 64) _mm_prefetch(p + b, _MM_HINT_T1);
-  _mm_prefetch(p + n * 4 - 1, _MM_HINT_T1);  // the last line of an unaligned row
+// Prefetches into L2 the cache lines of the rows x + j·ld, j < n, their first w floats.
+inline void prefetch_rows_l2(const float* x, int64_t ld, int64_t n, int64_t w) {
+  for (int64_t j = 0; j < n; ++j) {
+    const uintptr_t a = reinterpret_cast<uintptr_t>(x + j * ld),
+                    end = reinterpret_cast<uintptr_t>(x + j * ld + w);
+    for (uintptr_t line = a & ~uintptr_t(63); line < end; line += 64)
+      _mm_prefetch(reinterpret_cast<const char*>(line), _MM_HINT_T1);
+  }
 }
 
 // Gate dots x[e] = q2_{pr[e]}·k2_{pj[e]} (rows of q and k at stride d, their dims [r, d)) of the
@@ -388,25 +391,39 @@ KT_AVX512 __attribute__((noinline)) void row_values(const float* vb, int64_t dv,
     _mm512_mask_storeu_ps(acc + c0 + 16 * k, mask(k), _mm512_add_ps(a[k], b[k]));
 }
 
-KT_AVX512 void row_values_all(const float* vb, int64_t dv, const int32_t* pj, const float* pw,
-                              int32_t e0, int32_t e1, float* acc) {
-  for (int64_t c0 = 0; c0 < dv; c0 += 64) {
-    const int64_t cw = std::min<int64_t>(64, dv - c0);
-    const int nvec = int((cw + 15) / 16);
-    const __mmask16 tail = __mmask16((1u << (cw - 16 * (nvec - 1))) - 1);
-    switch (nvec) {
-      case 4:
-        row_values<4>(vb, dv, c0, tail, pj, pw, e0, e1, acc);
-        break;
-      case 3:
-        row_values<3>(vb, dv, c0, tail, pj, pw, e0, e1, acc);
-        break;
-      case 2:
-        row_values<2>(vb, dv, c0, tail, pj, pw, e0, e1, acc);
-        break;
-      default:
-        row_values<1>(vb, dv, c0, tail, pj, pw, e0, e1, acc);
-        break;
+// Per row t < rows with pairs [pstart[t], pstart[t + 1]): z_t += Σ e and acc_t += Σ w·v_j (one
+// call per key block; dv = 64, the common case, as one specialised loop).
+KT_AVX512 __attribute__((noinline)) void block_values(const float* vb, int64_t dv,
+                                                      const int32_t* pstart, int64_t rows,
+                                                      const int32_t* pj, const float* pw,
+                                                      const float* pe, float* z, float* acc) {
+  for (int64_t t = 0; t < rows; ++t) {
+    const int32_t e0 = pstart[t], e1 = pstart[t + 1];
+    if (e0 == e1) continue;
+    z[t] += sum512(pe + e0, e1 - e0);
+    float* at = acc + t * dv;
+    if (dv == 64) {
+      row_values<4>(vb, 64, 0, 0xffff, pj, pw, e0, e1, at);
+      continue;
+    }
+    for (int64_t c0 = 0; c0 < dv; c0 += 64) {
+      const int64_t cw = std::min<int64_t>(64, dv - c0);
+      const int nvec = int((cw + 15) / 16);
+      const __mmask16 tail = __mmask16((1u << (cw - 16 * (nvec - 1))) - 1);
+      switch (nvec) {
+        case 4:
+          row_values<4>(vb, dv, c0, tail, pj, pw, e0, e1, at);
+          break;
+        case 3:
+          row_values<3>(vb, dv, c0, tail, pj, pw, e0, e1, at);
+          break;
+        case 2:
+          row_values<2>(vb, dv, c0, tail, pj, pw, e0, e1, at);
+          break;
+        default:
+          row_values<1>(vb, dv, c0, tail, pj, pw, e0, e1, at);
+          break;
+      }
     }
   }
 }
@@ -442,10 +459,8 @@ KT_AVX512 double fused_subtile(const SparkDims& s, const float* qr, const double
   double issued = 0;
   for (int64_t j0 = 0; j0 < jmax; j0 += kKeyLanes) {
     const int64_t nk = std::min(kKeyLanes, jmax - j0);
-    for (int64_t j = j0; j < j0 + nk; ++j) {
-      prefetch_l2(kb + j * s.d + s.r, dg);
-      prefetch_l2(vb + j * dv, dv);
-    }
+    prefetch_rows_l2(kb + j0 * s.d + s.r, s.d, nk, dg);
+    prefetch_rows_l2(vb + j0 * dv, dv, nk, dv);
     lane_dots(kt + (j0 / kKeyLanes) * s.r * kKeyLanes, kKeyLanes, w.qs, s.r, rows, s.r, w.S);
     issued += 2.0 * double(s.r) * double(kKeyLanes) * double(rows);
     int32_t p = 0;
@@ -492,12 +507,7 @@ KT_AVX512 double fused_subtile(const SparkDims& s, const float* qr, const double
     else
       gate_dots<0>(qr, kb, s.d, s.r, dg, w.pr, w.pj, p, w.px);
     pair_weights(w.ps, w.pm, w.px, s.scale, p, w.pw);
-    for (int64_t t = 0; t < rows; ++t) {
-      const int32_t e0 = w.pstart[t], e1 = w.pstart[t + 1];
-      if (e0 == e1) continue;
-      w.z[t] += sum512(w.ps + e0, e1 - e0);
-      row_values_all(vb, dv, w.pj, w.pw, e0, e1, w.acc + t * dv);
-    }
+    block_values(vb, dv, w.pstart, rows, w.pj, w.pw, w.ps, w.z, w.acc);
   }
   for (int64_t t = 0; t < rows; ++t) {
     float* ot = o + t * dv;
