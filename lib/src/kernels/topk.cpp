@@ -109,21 +109,29 @@ float float_below(double t) {
 double quadratic_form(const double* M, const double* x, double* u, int64_t r) {
 #ifdef __AVX512F__
   if (r <= 32) {
+    // Two sets of accumulators (even and odd c): eight independent FMA chains.
     __mmask8 mk[4];
-    __m512d acc[4];
+    __m512d a0[4], a1[4];
     for (int v = 0; v < 4; ++v) {
-      const int64_t w = std::clamp<int64_t>(r - 8 * v, 0, 8);
-      mk[v] = __mmask8((1u << w) - 1);
-      acc[v] = _mm512_setzero_pd();
+      mk[v] = __mmask8((1u << std::clamp<int64_t>(r - 8 * v, 0, 8)) - 1);
+      a0[v] = a1[v] = _mm512_setzero_pd();
     }
-    for (int64_t c = 0; c < r; ++c) {
-      const __m512d xc = _mm512_set1_pd(x[c]);
+    int64_t c = 0;
+    for (; c + 2 <= r; c += 2) {
+      const __m512d x0 = _mm512_set1_pd(x[c]), x1 = _mm512_set1_pd(x[c + 1]);
+      for (int v = 0; v < 4; ++v) {
+        a0[v] = _mm512_fmadd_pd(x0, _mm512_maskz_loadu_pd(mk[v], M + c * r + 8 * v), a0[v]);
+        a1[v] = _mm512_fmadd_pd(x1, _mm512_maskz_loadu_pd(mk[v], M + (c + 1) * r + 8 * v), a1[v]);
+      }
+    }
+    if (c < r) {
+      const __m512d x0 = _mm512_set1_pd(x[c]);
       for (int v = 0; v < 4; ++v)
-        acc[v] = _mm512_fmadd_pd(xc, _mm512_maskz_loadu_pd(mk[v], M + c * r + 8 * v), acc[v]);
+        a0[v] = _mm512_fmadd_pd(x0, _mm512_maskz_loadu_pd(mk[v], M + c * r + 8 * v), a0[v]);
     }
     __m512d b = _mm512_setzero_pd();
     for (int v = 0; v < 4; ++v)
-      b = _mm512_fmadd_pd(acc[v], _mm512_maskz_loadu_pd(mk[v], x + 8 * v), b);
+      b = _mm512_fmadd_pd(_mm512_add_pd(a0[v], a1[v]), _mm512_maskz_loadu_pd(mk[v], x + 8 * v), b);
     return _mm512_reduce_add_pd(b);
   }
 #endif
@@ -138,13 +146,77 @@ double quadratic_form(const double* M, const double* x, double* u, int64_t r) {
   return b;
 }
 
+// qs[c] = double(float(q[c]·alpha)), s0 = qs·k0 and a = qs·m1 over c < r (AVX-512 for r <= 32).
+void query_dots(const float* q, float alpha, const float* k0, const double* m1, int64_t r,
+                double* qs, double& s0, double& a) {
+#ifdef __AVX512F__
+  if (r <= 32) {
+    __m512d sv = _mm512_setzero_pd(), av = _mm512_setzero_pd();
+    for (int v = 0; v < 4; ++v) {
+      const __mmask8 mk = __mmask8((1u << std::clamp<int64_t>(r - 8 * v, 0, 8)) - 1);
+      const __m512d qd = _mm512_cvtps_pd(
+          _mm256_mul_ps(_mm256_maskz_loadu_ps(mk, q + 8 * v), _mm256_set1_ps(alpha)));
+      _mm512_mask_storeu_pd(qs + 8 * v, mk, qd);
+      sv = _mm512_fmadd_pd(qd, _mm512_cvtps_pd(_mm256_maskz_loadu_ps(mk, k0 + 8 * v)), sv);
+      av = _mm512_fmadd_pd(qd, _mm512_maskz_loadu_pd(mk, m1 + 8 * v), av);
+    }
+    s0 = _mm512_reduce_add_pd(sv);
+    a = _mm512_reduce_add_pd(av);
+    return;
+  }
+#endif
+  s0 = a = 0;
+  for (int64_t c = 0; c < r; ++c) {
+    qs[c] = double(q[c] * alpha);
+    s0 += qs[c] * double(k0[c]);
+    a += qs[c] * m1[c];
+  }
+}
+
+// M += y·yᵀ and m += y (M r x r, rows r apart). For r <= 32 (AVX-512) y stays in four registers
+// and each row of M is one pass of load, FMA, store.
+void rank1_update(double* M, double* m, const double* y, int64_t r) {
+#ifdef __AVX512F__
+  if (r <= 32) {
+    __mmask8 mk[4];
+    __m512d yv[4];
+    for (int v = 0; v < 4; ++v) {
+      mk[v] = __mmask8((1u << std::clamp<int64_t>(r - 8 * v, 0, 8)) - 1);
+      yv[v] = _mm512_maskz_loadu_pd(mk[v], y + 8 * v);
+      _mm512_mask_storeu_pd(m + 8 * v, mk[v],
+                            _mm512_add_pd(_mm512_maskz_loadu_pd(mk[v], m + 8 * v), yv[v]));
+    }
+    for (int64_t c = 0; c < r; ++c) {
+      const __m512d yc = _mm512_set1_pd(y[c]);
+      double* row = M + c * r;
+      for (int v = 0; v < 4; ++v)
+        _mm512_mask_storeu_pd(
+            row + 8 * v, mk[v],
+            _mm512_fmadd_pd(yc, yv[v], _mm512_maskz_loadu_pd(mk[v], row + 8 * v)));
+    }
+    return;
+  }
+#endif
+  for (int64_t c = 0; c < r; ++c) {
+    m[c] += y[c];
+    const double yc = y[c];
+#pragma omp simd
+    for (int64_t e = 0; e < r; ++e) M[c * r + e] += yc * y[e];
+  }
+}
+
 int64_t moment_scratch_doubles(int64_t r) {
   return r * r + 4 * r;  // M2, m1, y, qs, u
 }
 
+void normal_quantiles(int64_t k, int64_t L, double* z) {
+  for (int64_t n = 0; n <= L; ++n)
+    z[n] = n > k ? inverse_normal_cdf(1.0 - double(k) / double(n)) : -INFINITY;
+}
+
 void moment_thresholds(const float* q, int64_t ldq, const float* key, int64_t ldk, int64_t L,
-                       int64_t r, float alpha, int64_t k, bool causal, double* scratch,
-                       double* theta) {
+                       int64_t r, float alpha, int64_t k, bool causal, const double* z,
+                       double* scratch, double* theta) {
   double *m1 = scratch, *M2 = m1 + r, *y = M2 + r * r, *qs = y + r, *u = qs + r;
   std::fill(m1, m1 + r + r * r, 0.0);
   const float* k0 = key;
@@ -154,16 +226,11 @@ void moment_thresholds(const float* q, int64_t ldq, const float* key, int64_t ld
       return;
     }
     const float* qi = q + i * ldq;
-    for (int64_t c = 0; c < r; ++c) qs[c] = double(qi[c] * alpha);
     double s0 = 0, a = 0;
-#pragma omp simd reduction(+ : s0, a)
-    for (int64_t c = 0; c < r; ++c) {
-      s0 += qs[c] * double(k0[c]);
-      a += qs[c] * m1[c];
-    }
+    query_dots(qi, alpha, k0, m1, r, qs, s0, a);
     const double b = quadratic_form(M2, qs, u, r);
     const double mean = a / double(n), var = std::max(0.0, b / double(n) - mean * mean);
-    theta[i] = s0 + mean + std::sqrt(var) * inverse_normal_cdf(1.0 - double(k) / double(n));
+    theta[i] = s0 + mean + std::sqrt(var) * z[n];
   };
   constexpr int64_t kAhead = 8;  // rows prefetched ahead (each row is read once: its first touch)
   for (int64_t j = 0; j < L; ++j) {
@@ -174,12 +241,7 @@ void moment_thresholds(const float* q, int64_t ldq, const float* key, int64_t ld
         if (causal) __builtin_prefetch(q + (j + kAhead) * ldq + c);
       }
     for (int64_t c = 0; c < r; ++c) y[c] = double(kj[c]) - double(k0[c]);
-    for (int64_t c = 0; c < r; ++c) {
-      m1[c] += y[c];
-      const double yc = y[c];
-#pragma omp simd
-      for (int64_t e = 0; e < r; ++e) M2[c * r + e] += yc * y[e];
-    }
+    rank1_update(M2, m1, y, r);
     if (causal) row(j, j + 1);
   }
   if (!causal)

@@ -41,12 +41,15 @@ int64_t select_above_or_argmax(const float* x, int64_t n, float t, int32_t* idx)
 // over the visible keys (causal: prefix sums, n_i = i + 1; otherwise all L keys), so
 //   theta[i] = μ_i + σ_i·Φ⁻¹(1 - k/n_i)   (population σ)     if n_i > k,   -inf otherwise:
 // the statistic statistical_threshold computes from the scores, in O(L·r²) instead of O(L²·r).
-// q rows at stride ldq, keys at stride ldk (first r entries used). scratch:
-// moment_scratch_doubles(r) doubles.
+// q rows at stride ldq, keys at stride ldk (first r entries used); z = normal_quantiles(k, L)
+// (shared by every head: Φ⁻¹ depends on n alone). scratch: moment_scratch_doubles(r) doubles.
 int64_t moment_scratch_doubles(int64_t r);
 void moment_thresholds(const float* q, int64_t ldq, const float* key, int64_t ldk, int64_t L,
-                       int64_t r, float alpha, int64_t k, bool causal, double* scratch,
-                       double* theta);
+                       int64_t r, float alpha, int64_t k, bool causal, const double* z,
+                       double* scratch, double* theta);
+
+// z[n] = Φ⁻¹(1 - k/n) for k < n <= L, -inf for n <= k (L + 1 doubles).
+void normal_quantiles(int64_t k, int64_t L, double* z);
 
 // Indices (increasing) of the keys row x[0..n) keeps, returns their count (>= 1 when n >= 1):
 //   n <= k                 every key;

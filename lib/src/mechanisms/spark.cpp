@@ -21,7 +21,7 @@
 //       (causal: prefix sums; else totals), and μ_i - s_0 = qs·m1/n_i, E[(s - s_0)²] =
 //       qsᵀ·M2·qs/n_i with qs = the float α·q_i[:r] the scores use. The same statistic as a scan
 //       of the scores (population σ, centred on key 0), in O(L·r²) per slice instead of O(L²·r);
-//       θ = -inf for n_i <= k. θ [B,H,L] doubles.
+//       θ = -inf for n_i <= k. θ [B,H,L] doubles; Φ⁻¹(1 - k/n) tabulated once for n <= L.
 //   Per (b, h, tile of block_rows queries), in subtiles of <= 64 rows (the rows are vector lanes,
 //   padded to 16):
 //   (1) predictor scores by one routine, lane_dots of kernels/tile.hpp (AVX-512 microkernel,
@@ -187,14 +187,15 @@ void pack_key_lanes(const SparkDims& s, const float* k, float* kt) {
 
 // θ of every query row (statistical mode), [B,H,L] doubles, from the keys' moments (topk.hpp):
 // computed once, read by both paths, so they take identical keep/drop decisions.
-void thresholds(const SparkDims& s, const float* q, const float* k, double* scratch,
+void thresholds(const SparkDims& s, const float* q, const float* k, double* z, double* scratch,
                 double* theta) {
   const int64_t per = moment_scratch_doubles(s.r);
+  normal_quantiles(s.k, s.L, z);
 #pragma omp parallel for num_threads(static_cast <int>(s.theta_threads())) schedule(dynamic, 1)
   for (int64_t bh = 0; bh < s.B * s.H; ++bh) {
     const int64_t b = bh / s.H, g = (bh % s.H) / (s.H / s.G);
     moment_thresholds(q + bh * s.L * s.d, s.d, k + (b * s.G + g) * s.L * s.d, s.d, s.L, s.r,
-                      s.scale, s.k, s.causal, scratch + omp_get_thread_num() * per,
+                      s.scale, s.k, s.causal, z, scratch + omp_get_thread_num() * per,
                       theta + bh * s.L);
   }
 }
@@ -664,8 +665,8 @@ class SparkAttention final : public Mechanism {
     c.kv_bytes_per_token = 4 * double(s.G) * (d + dv);
     c.time_complexity = "O(B·H·(L²·r + L·k·d + L·r²))";
     c.space_complexity = "O(T·64·L + B·G·L·(d + dv) + B·H·L)";
-    // Allocations, in order: per-thread scratch, [K2;V] (per-row fast path), θ and the moment
-    // scratch (statistical).
+    // Allocations, in order: per-thread scratch, [K2;V] (per-row fast path), θ, the quantile
+    // table Φ⁻¹(1 - k/n) and the moment scratch (statistical).
     double bytes = Workspace::padded_float_bytes(double(s.nthreads() * s.per_thread(path)));
     if (path == Path::Fast && !s.fused())
       bytes += Workspace::padded_float_bytes(double(s.B * s.G * s.L * (s.d - s.r + s.dv)));
@@ -673,6 +674,7 @@ class SparkAttention final : public Mechanism {
       bytes += Workspace::padded_float_bytes(double(s.key_lanes_floats()));
     if (s.statistical())
       bytes += double(Workspace::padded_bytes(size_t(8 * s.B * s.H * s.L))) +
+               double(Workspace::padded_bytes(size_t(8 * (s.L + 1)))) +
                double(Workspace::padded_bytes(
                    size_t(8 * s.theta_threads() * moment_scratch_doubles(s.r))));
     c.workspace_bytes = bytes;
@@ -708,8 +710,9 @@ class SparkAttention final : public Mechanism {
     }
     if (s.statistical()) {
       bf.theta = ws.alloc<double>(s.B * s.H * s.L);
+      double* z = ws.alloc<double>(s.L + 1);
       double* mscratch = ws.alloc<double>(s.theta_threads() * moment_scratch_doubles(s.r));
-      thresholds(s, q, k, mscratch, bf.theta);
+      thresholds(s, q, k, z, mscratch, bf.theta);
     }
     return bf;
   }
