@@ -43,12 +43,13 @@
 //           scores compressed in registers into the block's pair list (rows in order); online
 //           softmax per row: m raised to the block's kept max, acc and z rescaled.
 //   gate    16 pairs at a time, their product vectors in registers and one transposed sum.
-//   weights e = exp(s - m), w = e·softplus(α·x), vectorised over the block's pairs.
-//   values  per row, its accumulators in registers (two FMA chains): acc += Σ w·v_j, z += Σ e.
+//   values  per row, 16 pairs at a time in registers (kernels/simd16.hpp): e = exp(s - m),
+//           w = e·softplus(α·x), z += Σ e, acc += Σ w·v_j (two FMA chains).
 //   Rows that keep nothing: argmax guard (that row's scores recomputed alone, 16 lanes).
 //   Measured (B = 1, H = 8, d = 64, L = 8192, causal, k = 256, 2 threads; docs/mechanisms/
-//   spark.md): 135-155 ms against 173-205 ms for the previous key-streamed design (per key a
-//   mask of the rows keeping it, accumulators in memory) in the same runs.
+//   spark.md): 125-128 ms against 173-205 ms for the previous key-streamed design (per key a
+//   mask of the rows keeping it, accumulators in memory); gate ~11% of the time, values ~24%,
+//   scores ~36%, selection and the rest of the loop ~25%, θ ~3%.
 // Fast, exact mode (or no AVX-512): [K[:, r:] ; V] packed one row per key; per subtile the scores
 // of (1), then per row the selection
 // (exact: nth_element on the candidates above the statistical threshold for 2k) and a vectorised
@@ -68,6 +69,7 @@
 
 #include "kernels/blas.hpp"
 #include "kernels/gather.hpp"
+#include "kernels/simd16.hpp"
 #include "kernels/tile.hpp"
 #include "kernels/topk.hpp"
 #include "mechanisms/common.hpp"
@@ -129,11 +131,11 @@ struct SparkDims {
   }
   // Fused layout (R = rp_max() rows): scaled predictor queries qs [R, r], the scores of one key
   // block [R, kKeyLanes], the pairs a key block keeps (at most R·kKeyLanes, + 16 slack): key,
-  // score, gate dot, weight, row max, row; per-row starts (R + 1); accumulators [R, dv]; per row m,
+  // score, gate dot, row; per-row starts (R + 1); accumulators [R, dv]; per row m,
   // z and θ; the argmax guard's queries [r, 16] and scores [kKeyBlock, 16].
   int64_t fused_floats() const {
     const int64_t R = rp_max(), P = R * kKeyLanes + 16;
-    return pad(R * r) + pad(R * kKeyLanes) + 6 * pad(P) + pad(R + 1) + pad(R * dv) + 3 * pad(R) +
+    return pad(R * r) + pad(R * kKeyLanes) + 4 * pad(P) + pad(R + 1) + pad(R * dv) + 3 * pad(R) +
            pad(r * 16) + pad(kKeyBlock * 16);
   }
   // The fused path's keys as lanes: per (b, g) and block of kKeyLanes keys, K[:, :r]ᵀ [r,
@@ -230,7 +232,7 @@ int64_t guard_argmax(const SparkDims& s, const float* qrow, const float* kb, int
 }
 
 struct FusedScratch {
-  float *qs, *S, *ps, *px, *pw, *pm, *acc, *m, *z, *th, *qt1, *st1;
+  float *qs, *S, *ps, *px, *acc, *m, *z, *th, *qt1, *st1;
   int32_t *pj, *pr, *pstart;
   FusedScratch(const SparkDims& s, float* f) {
     const int64_t R = s.rp_max(), P = R * kKeyLanes + 16;
@@ -244,8 +246,6 @@ struct FusedScratch {
     pj = reinterpret_cast<int32_t*>(take(P));
     ps = take(P);
     px = take(P);
-    pw = take(P);
-    pm = take(P);
     pr = reinterpret_cast<int32_t*>(take(P));
     pstart = reinterpret_cast<int32_t*>(take(R + 1));
     acc = take(R * s.dv);
@@ -270,16 +270,6 @@ KT_AVX512 inline __m512 dot_lanes(const float* a, const float* b, int64_t n) {
   return acc;
 }
 
-// a[0..n), one horizontal sum.
-KT_AVX512 inline float sum512(const float* a, int64_t n) {
-  __m512 acc = _mm512_setzero_ps();
-  for (int64_t c = 0; c < n; c += 16)
-    acc = _mm512_add_ps(
-        acc, _mm512_maskz_loadu_ps(n - c >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - c)) - 1),
-                                   a + c));
-  return _mm512_reduce_add_ps(acc);
-}
-
 // a[0..n)·b[0..n), one horizontal sum.
 KT_AVX512 inline float dot512(const float* a, const float* b, int64_t n) {
   return _mm512_reduce_add_ps(dot_lanes(a, b, n));
@@ -298,13 +288,6 @@ KT_AVX512 inline __m512 transpose_sum16(__m512* p) {
     p[i] = _mm512_add_ps(_mm512_shuffle_ps(p[2 * i], p[2 * i + 1], 0x44),
                          _mm512_shuffle_ps(p[2 * i], p[2 * i + 1], 0xee));
   return _mm512_add_ps(_mm512_shuffle_ps(p[0], p[1], 0x88), _mm512_shuffle_ps(p[0], p[1], 0xdd));
-}
-
-// Prefetches the cache lines of x[0..n) into L1.
-inline void prefetch_row(const float* x, int64_t n) {
-  const char* p = reinterpret_cast<const char*>(x);
-  for (int64_t b = 0; b < n * 4; b += 64) _mm_prefetch(p + b, _MM_HINT_T0);
-  _mm_prefetch(p + n * 4 - 1, _MM_HINT_T0);  // the last line of an unaligned row
 }
 
 // Prefetches into L2 the cache lines of the rows x + j·ld, j < n, their first w floats.
@@ -344,27 +327,11 @@ KT_AVX512 __attribute__((noinline)) void gate_dots(const float* q, const float* 
   }
 }
 
-// The pairs' softmax numerators and weights: e = exp(s - m), w = e·softplus(α·x); e replaces s
-// (out of line: inlined into the OpenMP region, GCC 12 left such loops scalar).
-KT_AVX512 __attribute__((noinline)) void pair_weights(float* s, const float* m, const float* x,
-                                                      float alpha, int32_t n, float* w) {
-#pragma omp simd
-  for (int32_t e = 0; e < n; ++e) {
-    const float ex = exp_approx(s[e] - m[e]);
-    w[e] = ex * softplus_approx(alpha * x[e]);
-    s[e] = ex;
-  }
-}
-
-// acc[c0 + 0..16·NV) += Σ_e pw[e]·v_{pj[e]}[c0 + ..] over the pairs e in [e0, e1) of one row,
-// the accumulators in registers, two sets (even and odd pairs: two FMA chains), each pair's V
-// row prefetched kAheadPairs pairs ahead (the last vector masked by tail).
-constexpr int32_t kAheadPairs = 4;
+// acc[c0 + 0..16·NV) += Σ_l w[l]·v_{pj[l]}[c0 + ..] over l < n (the last vector masked by tail),
+// the accumulators in registers, two sets (even and odd pairs: two FMA chains).
 template <int NV>
-KT_AVX512 __attribute__((noinline)) void row_values(const float* vb, int64_t dv, int64_t c0,
-                                                    __mmask16 tail, const int32_t* pj,
-                                                    const float* pw, int32_t e0, int32_t e1,
-                                                    float* acc) {
+KT_AVX512 inline void accumulate_values(const float* vb, int64_t dv, int64_t c0, __mmask16 tail,
+                                        const int32_t* pj, const float* w, int n, float* acc) {
   auto mask = [tail](int k) { return k < NV - 1 ? __mmask16(0xffff) : tail; };
   __m512 a[NV], b[NV];
 #pragma GCC unroll 4
@@ -372,60 +339,77 @@ KT_AVX512 __attribute__((noinline)) void row_values(const float* vb, int64_t dv,
     a[k] = _mm512_maskz_loadu_ps(mask(k), acc + c0 + 16 * k);
     b[k] = _mm512_setzero_ps();
   }
-  auto step = [&](int32_t e, __m512* x) {
-    if (false && e + kAheadPairs < e1)
-      prefetch_row(vb + int64_t(pj[e + kAheadPairs]) * dv + c0, 16 * NV);
-    const __m512 wb = _mm512_set1_ps(pw[e]);
-    const float* v = vb + int64_t(pj[e]) * dv + c0;
+  auto step = [&](int l, __m512* x) {
+    const __m512 wl = _mm512_set1_ps(w[l]);
+    const float* v = vb + int64_t(pj[l]) * dv + c0;
 #pragma GCC unroll 4
     for (int k = 0; k < NV; ++k)
-      x[k] = _mm512_fmadd_ps(wb, _mm512_maskz_loadu_ps(mask(k), v + 16 * k), x[k]);
+      x[k] = _mm512_fmadd_ps(wl, _mm512_maskz_loadu_ps(mask(k), v + 16 * k), x[k]);
   };
-  int32_t e = e0;
-  for (; e + 2 <= e1; e += 2) {
-    step(e, a);
-    step(e + 1, b);
+  int l = 0;
+  for (; l + 2 <= n; l += 2) {
+    step(l, a);
+    step(l + 1, b);
   }
-  if (e < e1) step(e, a);
+  if (l < n) step(l, a);
 #pragma GCC unroll 4
   for (int k = 0; k < NV; ++k)
     _mm512_mask_storeu_ps(acc + c0 + 16 * k, mask(k), _mm512_add_ps(a[k], b[k]));
 }
 
-// Per row t < rows with pairs [pstart[t], pstart[t + 1]): z_t += Σ e and acc_t += Σ w·v_j (one
-// call per key block; dv = 64, the common case, as one specialised loop).
+// acc[0..dv) += Σ_l w[l]·v_{pj[l]} over l < n, in 64-value slices (dv = 64: one).
+KT_AVX512 inline void accumulate_row(const float* vb, int64_t dv, const int32_t* pj, const float* w,
+                                     int n, float* acc) {
+  if (dv == 64) return accumulate_values<4>(vb, 64, 0, 0xffff, pj, w, n, acc);
+  for (int64_t c0 = 0; c0 < dv; c0 += 64) {
+    const int64_t cw = std::min<int64_t>(64, dv - c0);
+    const int nvec = int((cw + 15) / 16);
+    const __mmask16 tail = __mmask16((1u << (cw - 16 * (nvec - 1))) - 1);
+    switch (nvec) {
+      case 4:
+        accumulate_values<4>(vb, dv, c0, tail, pj, w, n, acc);
+        break;
+      case 3:
+        accumulate_values<3>(vb, dv, c0, tail, pj, w, n, acc);
+        break;
+      case 2:
+        accumulate_values<2>(vb, dv, c0, tail, pj, w, n, acc);
+        break;
+      default:
+        accumulate_values<1>(vb, dv, c0, tail, pj, w, n, acc);
+        break;
+    }
+  }
+}
+
+// The weights and values of a key block's pairs, per row t < rows with pairs [pstart[t],
+// pstart[t + 1]) (scores ps, gate dots px, keys pj) and running max m[t], 16 pairs at a time in
+// registers: e = exp(s - m), w = e·softplus(α·x) (0 past the row's last pair), z_t += Σ e,
+// acc_t += Σ w·v_j.
 KT_AVX512 __attribute__((noinline)) void block_values(const float* vb, int64_t dv,
                                                       const int32_t* pstart, int64_t rows,
-                                                      const int32_t* pj, const float* pw,
-                                                      const float* pe, float* z, float* acc) {
+                                                      const int32_t* pj, const float* ps,
+                                                      const float* px, const float* m, float alpha,
+                                                      float* z, float* acc) {
+  alignas(64) float w[16];
+  const __m512 av = _mm512_set1_ps(alpha);
   for (int64_t t = 0; t < rows; ++t) {
     const int32_t e0 = pstart[t], e1 = pstart[t + 1];
     if (e0 == e1) continue;
-    z[t] += sum512(pe + e0, e1 - e0);
-    float* at = acc + t * dv;
-    if (dv == 64) {
-      row_values<4>(vb, 64, 0, 0xffff, pj, pw, e0, e1, at);
-      continue;
+    const __m512 mv = _mm512_set1_ps(m[t]);
+    __m512 zv = _mm512_setzero_ps();
+    for (int32_t e = e0; e < e1; e += 16) {
+      const int n = std::min(16, e1 - e);
+      const __mmask16 valid = __mmask16((1u << n) - 1);
+      const __m512 ex = _mm512_maskz_mov_ps(
+          valid, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(valid, ps + e), mv)));
+      zv = _mm512_add_ps(zv, ex);
+      _mm512_store_ps(
+          w,
+          _mm512_mul_ps(ex, softplus16(_mm512_mul_ps(av, _mm512_maskz_loadu_ps(valid, px + e)))));
+      accumulate_row(vb, dv, pj + e, w, n, acc + t * dv);
     }
-    for (int64_t c0 = 0; c0 < dv; c0 += 64) {
-      const int64_t cw = std::min<int64_t>(64, dv - c0);
-      const int nvec = int((cw + 15) / 16);
-      const __mmask16 tail = __mmask16((1u << (cw - 16 * (nvec - 1))) - 1);
-      switch (nvec) {
-        case 4:
-          row_values<4>(vb, dv, c0, tail, pj, pw, e0, e1, at);
-          break;
-        case 3:
-          row_values<3>(vb, dv, c0, tail, pj, pw, e0, e1, at);
-          break;
-        case 2:
-          row_values<2>(vb, dv, c0, tail, pj, pw, e0, e1, at);
-          break;
-        default:
-          row_values<1>(vb, dv, c0, tail, pj, pw, e0, e1, at);
-          break;
-      }
-    }
+    z[t] += _mm512_reduce_add_ps(zv);
   }
 }
 
@@ -439,9 +423,9 @@ KT_AVX512 __attribute__((noinline)) void block_values(const float* vb, int64_t d
 //   select  per row, 16 keys at a time: s > θ_f and visible, the kept keys and scores compressed
 //           into the block's pair list (rows in order); the row's running max m raised to the
 //           block's kept max (acc and z rescaled by exp(m_old - m_new)).
-//   gate    the gate dots of every pair, 16 reduced together by a transposed sum; then e =
-//           exp(s - m), w = e·softplus(α·x), vectorised over the block's pairs.
-//   values  per row, acc in registers: acc += Σ w·v_j over its pairs; z += Σ e.
+//   gate    the gate dots of every pair, 16 reduced together by a transposed sum.
+//   values  per row, 16 pairs at a time: e = exp(s - m), w = e·softplus(α·x), z += Σ e and, acc
+//           in registers, acc += Σ w·v_j.
 // After the last block o = acc / z; rows that kept nothing take the argmax guard (that row's
 // scores recomputed alone, 16 lanes).
 KT_AVX512 double fused_subtile(const SparkDims& s, const float* qr, const double* th_rows,
@@ -493,10 +477,8 @@ KT_AVX512 double fused_subtile(const SparkDims& s, const float* qr, const double
         for (int64_t c = 0; c < dv; ++c) w.acc[t * dv + c] *= corr;
         w.m[t] = mnew;
       }
-      for (int32_t e = p0; e < p; e += 16) {
-        _mm512_storeu_ps(w.pm + e, _mm512_set1_ps(mnew));
+      for (int32_t e = p0; e < p; e += 16)
         _mm512_storeu_si512(w.pr + e, _mm512_set1_epi32(int32_t(t)));
-      }
     }
     w.pstart[rows] = p;
     if (p == 0) continue;
@@ -507,8 +489,7 @@ KT_AVX512 double fused_subtile(const SparkDims& s, const float* qr, const double
       gate_dots<32>(qr, kb, s.d, s.r, dg, w.pr, w.pj, p, w.px);
     else
       gate_dots<0>(qr, kb, s.d, s.r, dg, w.pr, w.pj, p, w.px);
-    pair_weights(w.ps, w.pm, w.px, s.scale, p, w.pw);
-    block_values(vb, dv, w.pstart, rows, w.pj, w.pw, w.ps, w.z, w.acc);
+    block_values(vb, dv, w.pstart, rows, w.pj, w.ps, w.px, w.m, s.scale, w.z, w.acc);
   }
   for (int64_t t = 0; t < rows; ++t) {
     float* ot = o + t * dv;
