@@ -7,6 +7,8 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 
+#include <cstdint>
+
 #define KT_SIMD16 __attribute__((target("avx512f,avx512dq,fma")))
 
 namespace kt {
@@ -50,6 +52,32 @@ KT_SIMD16 inline __m512 softplus16(__m512 x) {
   const __m512 a = _mm512_abs_ps(x);
   return _mm512_add_ps(_mm512_max_ps(x, _mm512_setzero_ps()),
                        log1p_unit16(exp16(_mm512_sub_ps(_mm512_setzero_ps(), a))));
+}
+
+// The lane kernels' dot microkernel (tile.hpp lane_dots, FusedTile pass 1, spark's fused scores):
+// acc[j][v] = Σ_c qt[c·rp + l0 + 16v]·k[j·ldk + c] over c < dim for NJ broadcast rows j and NV
+// vectors of lanes, one FMA chain per result in increasing c, so every caller gets the same bits.
+// Every small loop unrolled: the NJ x NV accumulators stay in registers.
+template <int NV, int NJ>
+KT_SIMD16 inline __attribute__((always_inline)) void dots_tile(const float* qt, int64_t rp,
+                                                               int64_t l0, const float* k,
+                                                               int64_t ldk, int64_t dim,
+                                                               __m512 (&acc)[NJ][NV]) {
+#pragma GCC unroll 8
+  for (int j = 0; j < NJ; ++j)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[j][v] = _mm512_setzero_ps();
+  for (int64_t c = 0; c < dim; ++c) {
+    __m512 q[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) q[v] = _mm512_loadu_ps(qt + c * rp + l0 + 16 * v);
+#pragma GCC unroll 8
+    for (int j = 0; j < NJ; ++j) {
+      const __m512 kb = _mm512_set1_ps(k[j * ldk + c]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[j][v] = _mm512_fmadd_ps(q[v], kb, acc[j][v]);
+    }
+  }
 }
 
 }  // namespace kt

@@ -37,27 +37,12 @@ bool fused_kernel_available() {
 
 namespace {
 
-// Pass 1 microkernel (lane_dots): ST[j][l0 .. l0 + 16·NV) for NJ keys, over dim c: NV vectors
-// of query lanes x NJ broadcast key elements, one FMA chain per result in increasing c.
+// Pass 1 microkernel (lane_dots): ST[j][l0 .. l0 + 16·NV) for NJ keys (dots_tile, simd16.hpp).
 template <int NV, int NJ>
 KT_AVX512 inline void dots_block(const float* qt, int64_t rp, int64_t l0, const float* k,
                                  int64_t ldk, int64_t dim, float* st) {
   __m512 acc[NJ][NV];
-#pragma GCC unroll 8
-  for (int j = 0; j < NJ; ++j)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) acc[j][v] = _mm512_setzero_ps();
-  for (int64_t c = 0; c < dim; ++c) {
-    __m512 q[NV];
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) q[v] = _mm512_loadu_ps(qt + c * rp + l0 + 16 * v);
-#pragma GCC unroll 8
-    for (int j = 0; j < NJ; ++j) {
-      const __m512 kb = _mm512_set1_ps(k[j * ldk + c]);
-#pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) acc[j][v] = _mm512_fmadd_ps(q[v], kb, acc[j][v]);
-    }
-  }
+  dots_tile<NV, NJ>(qt, rp, l0, k, ldk, dim, acc);
 #pragma GCC unroll 8
   for (int j = 0; j < NJ; ++j)
 #pragma GCC unroll 4

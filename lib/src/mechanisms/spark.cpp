@@ -84,6 +84,7 @@ namespace {
 constexpr int64_t kSubRows = 64;    // query rows (lanes) per subtile: a kept-row mask is 64 bits
 constexpr int64_t kKeyBlock = 32;   // keys per scored block (selection)
 constexpr int64_t kKeyLanes = 256;  // keys per block of the fused path (its score tile's lanes)
+constexpr int64_t kRegion = kKeyLanes + 16;  // a row's kept pairs of one key block (+ 16 slack)
 
 int64_t pad16(int64_t n) {
   return (n + 15) / 16 * 16;
@@ -129,14 +130,15 @@ struct SparkDims {
     const int64_t rp = rp_max();
     return pad(r * rp) + pad(rp * L) + pad(L) + pad(L + 16) + 3 * pad(L);
   }
-  // Fused layout (R = rp_max() rows): scaled predictor queries qs [R, r], the scores of one key
-  // block [R, kKeyLanes], the pairs a key block keeps (at most R·kKeyLanes, + 16 slack): key,
-  // score, gate dot, row; per-row starts (R + 1); accumulators [R, dv]; per row m,
-  // z and θ; the argmax guard's queries [r, 16] and scores [kKeyBlock, 16].
+  // Fused layout (R = rp_max() rows): scaled predictor queries qs [R, r]; each row's kept keys
+  // and scores of one key block, kRegion apart [R, kRegion] x 2; the block's pairs in one list
+  // (at most R·kKeyLanes, + 16 slack): key, score, gate dot, row; per-row starts (R + 1) and
+  // counts (R); per-row max vectors [R, 16]; accumulators [R, dv]; per row m, z and θ; the
+  // argmax guard's queries [r, 16] and scores [kKeyBlock, 16].
   int64_t fused_floats() const {
     const int64_t R = rp_max(), P = R * kKeyLanes + 16;
-    return pad(R * r) + pad(R * kKeyLanes) + 4 * pad(P) + pad(R + 1) + pad(R * dv) + 3 * pad(R) +
-           pad(r * 16) + pad(kKeyBlock * 16);
+    return pad(R * r) + 2 * pad(R * kRegion) + 4 * pad(P) + pad(R + 1) + pad(R) + pad(R * 16) +
+           pad(R * dv) + 3 * pad(R) + pad(r * 16) + pad(kKeyBlock * 16);
   }
   // The fused path's keys as lanes: per (b, g) and block of kKeyLanes keys, K[:, :r]ᵀ [r,
   // kKeyLanes] (the last block zero-padded).
@@ -232,8 +234,8 @@ int64_t guard_argmax(const SparkDims& s, const float* qrow, const float* kb, int
 }
 
 struct FusedScratch {
-  float *qs, *S, *ps, *px, *acc, *m, *z, *th, *qt1, *st1;
-  int32_t *pj, *pr, *pstart;
+  float *qs, *rs, *ps, *px, *mxv, *acc, *m, *z, *th, *qt1, *st1;
+  int32_t *rj, *pj, *pr, *pstart, *cnt;
   FusedScratch(const SparkDims& s, float* f) {
     const int64_t R = s.rp_max(), P = R * kKeyLanes + 16;
     auto take = [&f](int64_t n) {
@@ -242,12 +244,15 @@ struct FusedScratch {
       return p;
     };
     qs = take(R * s.r);
-    S = take(R * kKeyLanes);
+    rj = reinterpret_cast<int32_t*>(take(R * kRegion));
+    rs = take(R * kRegion);
     pj = reinterpret_cast<int32_t*>(take(P));
     ps = take(P);
     px = take(P);
     pr = reinterpret_cast<int32_t*>(take(P));
     pstart = reinterpret_cast<int32_t*>(take(R + 1));
+    cnt = reinterpret_cast<int32_t*>(take(R));
+    mxv = take(R * 16);
     acc = take(R * s.dv);
     m = take(R);
     z = take(R);
@@ -324,6 +329,73 @@ KT_AVX512 __attribute__((noinline)) void gate_dots(const float* q, const float* 
       p[4 * (l % 4) + l / 4] = acc;  // the slot transpose_sum16 sums into lane l
     }
     _mm512_storeu_ps(x + e0, transpose_sum16(p));
+  }
+}
+
+// The first n of 16 lanes (n clamped to [0, 16]).
+inline __mmask16 prefix16(int64_t n) {
+  return n >= 16 ? __mmask16(0xffff) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1);
+}
+
+// The rows [t0, t0 + NJ) of a key block's fused score + selection against the 64 keys at lane l0
+// (ktb: the block's K[:, :r] as kKeyLanes lanes; qs: α·q[:r] rows, r apart): the score tile of
+// dots_tile (lane_dots' microkernel, so the same bits as the reference's scores) is compared in
+// registers with each row's θ_f and its visible keys (vis0 + t causal, else vis0); the kept keys
+// and scores are compressed in registers and stored as full vectors (the memory form is slow on
+// Zen 4) at cnt[t] in the row's region (rj, rs: kRegion apart); mxv = the rows' max vectors.
+template <int NJ>
+KT_AVX512 inline void select_tile(const float* ktb, int64_t l0, int64_t j0, const float* qs,
+                                  int64_t r, int64_t t0, int64_t vis0, bool causal, const float* th,
+                                  int32_t* cnt, float* mxv, int32_t* rj, float* rs) {
+  __m512 acc[NJ][4];
+  dots_tile<4, NJ>(ktb, kKeyLanes, l0, qs + t0 * r, r, r, acc);
+  const int64_t key0 = j0 + l0;
+  const __m512i keys =
+      _mm512_add_epi32(_mm512_set1_epi32(int32_t(key0)),
+                       _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+#pragma GCC unroll 8
+  for (int j = 0; j < NJ; ++j) {
+    const int64_t t = t0 + j, lim = (causal ? vis0 + t : vis0) - key0;
+    if (lim <= 0) continue;
+    const __m512 thv = _mm512_set1_ps(th[t]);
+    __m512 mx = _mm512_load_ps(mxv + 16 * t);
+    int32_t c = cnt[t];
+    float* ps = rs + t * kRegion;
+    int32_t* pj = rj + t * kRegion;
+#pragma GCC unroll 4
+    for (int v = 0; v < 4; ++v) {
+      __mmask16 ok = _mm512_cmp_ps_mask(acc[j][v], thv, _CMP_GT_OQ);
+      if (lim < 64) ok &= prefix16(lim - 16 * v);
+      _mm512_storeu_ps(ps + c, _mm512_maskz_compress_ps(ok, acc[j][v]));
+      _mm512_storeu_si512(pj + c, _mm512_maskz_compress_epi32(
+                                      ok, _mm512_add_epi32(keys, _mm512_set1_epi32(16 * v))));
+      c += __builtin_popcount(ok);
+      mx = _mm512_mask_max_ps(mx, ok, mx, acc[j][v]);
+    }
+    cnt[t] = c;
+    _mm512_store_ps(mxv + 16 * t, mx);
+  }
+}
+
+// A key block's scores and selection for the rows [0, rows) (select_tile per 6 rows x 64 keys):
+// cnt[t] kept pairs of row t in its region, mxv its max vector; the scores never go to memory.
+KT_AVX512 __attribute__((noinline)) void scores_select(const float* ktb, int64_t j0,
+                                                       const float* qs, int64_t r, int64_t rows,
+                                                       int64_t vis0, bool causal, const float* th,
+                                                       int32_t* cnt, float* mxv, int32_t* rj,
+                                                       float* rs) {
+  for (int64_t t = 0; t < rows; ++t) {
+    cnt[t] = 0;
+    _mm512_store_ps(mxv + 16 * t, _mm512_set1_ps(-INFINITY));
+  }
+  using Tile = void (*)(const float*, int64_t, int64_t, const float*, int64_t, int64_t, int64_t,
+                        bool, const float*, int32_t*, float*, int32_t*, float*);
+  constexpr Tile kTile[7] = {nullptr,        select_tile<1>, select_tile<2>, select_tile<3>,
+                             select_tile<4>, select_tile<5>, select_tile<6>};
+  for (int64_t t0 = 0; t0 < rows; t0 += 6) {
+    const Tile tile = kTile[std::min<int64_t>(6, rows - t0)];
+    for (int64_t l0 = 0; l0 < kKeyLanes; l0 += 64)
+      tile(ktb, l0, j0, qs, r, t0, vis0, causal, th, cnt, mxv, rj, rs);
   }
 }
 
@@ -439,46 +511,36 @@ KT_AVX512 double fused_subtile(const SparkDims& s, const float* qr, const double
     w.z[t] = 0;
   }
   std::fill(w.acc, w.acc + rows * dv, 0.0f);
-  const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   uint64_t any = 0;
   double issued = 0;
   for (int64_t j0 = 0; j0 < jmax; j0 += kKeyLanes) {
     const int64_t nk = std::min(kKeyLanes, jmax - j0);
     prefetch_rows_l2(kb + j0 * s.d + s.r, s.d, nk, dg);
     prefetch_rows_l2(vb + j0 * dv, dv, nk, dv);
-    lane_dots(kt + (j0 / kKeyLanes) * s.r * kKeyLanes, kKeyLanes, w.qs, s.r, rows, s.r, w.S);
+    scores_select(kt + (j0 / kKeyLanes) * s.r * kKeyLanes, j0, w.qs, s.r, rows,
+                  s.causal ? i0 + 1 : s.L, s.causal, w.th, w.cnt, w.mxv, w.rj, w.rs);
     issued += 2.0 * double(s.r) * double(kKeyLanes) * double(rows);
+    // The rows' pairs into one list (rows in order); online softmax: each row's max raised to
+    // its block max, acc and z rescaled.
     int32_t p = 0;
     for (int64_t t = 0; t < rows; ++t) {
       w.pstart[t] = p;
-      const int64_t lim = std::min(nk, s.visible(i0 + t) - j0);  // keys of the block row t sees
-      const __m512 thv = _mm512_set1_ps(w.th[t]);
-      __m512 mx = _mm512_set1_ps(-INFINITY);
-      const int32_t p0 = p;
-      for (int64_t c = 0; c < lim; c += 16) {
-        const __m512 sv = _mm512_loadu_ps(w.S + t * kKeyLanes + c);
-        __mmask16 m = _mm512_cmp_ps_mask(sv, thv, _CMP_GT_OQ);
-        if (lim - c < 16) m &= __mmask16((1u << (lim - c)) - 1);
-        // Compress in registers and store full vectors (the memory form is slow on Zen 4); the
-        // pair arrays have 16 entries of slack.
-        _mm512_storeu_ps(w.ps + p, _mm512_maskz_compress_ps(m, sv));
-        _mm512_storeu_si512(w.pj + p,
-                            _mm512_maskz_compress_epi32(
-                                m, _mm512_add_epi32(iota, _mm512_set1_epi32(int32_t(j0 + c)))));
-        p += __builtin_popcount(m);
-        mx = _mm512_mask_max_ps(mx, m, mx, sv);
-      }
-      if (p == p0) continue;
+      const int32_t n = w.cnt[t];
+      if (n == 0) continue;
       any |= uint64_t(1) << t;
-      const float mnew = std::max(w.m[t], _mm512_reduce_max_ps(mx));
+      const float mnew = std::max(w.m[t], _mm512_reduce_max_ps(_mm512_load_ps(w.mxv + 16 * t)));
       if (mnew > w.m[t]) {  // rescale what the row has summed so far
         const float corr = w.m[t] == -INFINITY ? 0.0f : exp_approx(w.m[t] - mnew);
         w.z[t] *= corr;
         for (int64_t c = 0; c < dv; ++c) w.acc[t * dv + c] *= corr;
         w.m[t] = mnew;
       }
-      for (int32_t e = p0; e < p; e += 16)
-        _mm512_storeu_si512(w.pr + e, _mm512_set1_epi32(int32_t(t)));
+      for (int32_t e = 0; e < n; e += 16) {
+        _mm512_storeu_si512(w.pj + p + e, _mm512_loadu_si512(w.rj + t * kRegion + e));
+        _mm512_storeu_ps(w.ps + p + e, _mm512_loadu_ps(w.rs + t * kRegion + e));
+        _mm512_storeu_si512(w.pr + p + e, _mm512_set1_epi32(int32_t(t)));
+      }
+      p += n;
     }
     w.pstart[rows] = p;
     if (p == 0) continue;
