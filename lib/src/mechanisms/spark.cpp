@@ -36,12 +36,12 @@
 // Fast, statistical mode on an AVX-512 CPU (fused, per subtile of <= 64 rows, in blocks of
 // kKeyLanes = 256 keys; the keys' predictor parts packed once per forward as lanes, kt
 // [B,G,L/256,r,256]; nothing per thread grows with L):
-//   scores  S [rows, 256] by the same lane kernel with keys as lanes and the rows' α·q[:r] as the
-//           broadcasts (fma(a, b, c) = fma(b, a, c): the same bits as the reference's scores);
-//           the block's K[:, r:] and V rows prefetched meanwhile.
-//   select  per row, 16 keys at a time against θ_f and the causal limit: the kept keys and
-//           scores compressed in registers into the block's pair list (rows in order); online
-//           softmax per row: m raised to the block's kept max, acc and z rescaled.
+//   scores+select  per 6 rows x 64 keys the score tile of lane_dots' microkernel (dots_tile,
+//           simd16.hpp) with keys as lanes and the rows' α·q[:r] as the broadcasts (fma(a, b, c)
+//           = fma(b, a, c): the same bits as the reference's scores), compared in registers with
+//           θ_f and the causal limit; the kept keys and scores compressed into per-row regions
+//           (the scores never stored), then joined into the block's pair list (rows in order);
+//           online softmax per row: m raised to the block's kept max, acc and z rescaled.
 //   gate    16 pairs at a time, their product vectors in registers and one transposed sum.
 //   values  per row, 16 pairs at a time in registers (kernels/simd16.hpp): e = exp(s - m),
 //           w = e·softplus(α·x), z += Σ e, acc += Σ w·v_j (two FMA chains).
@@ -295,16 +295,6 @@ KT_AVX512 inline __m512 transpose_sum16(__m512* p) {
   return _mm512_add_ps(_mm512_shuffle_ps(p[0], p[1], 0x88), _mm512_shuffle_ps(p[0], p[1], 0xdd));
 }
 
-// Prefetches into L2 the cache lines of the rows x + j·ld, j < n, their first w floats.
-inline void prefetch_rows_l2(const float* x, int64_t ld, int64_t n, int64_t w) {
-  for (int64_t j = 0; j < n; ++j) {
-    const uintptr_t a = reinterpret_cast<uintptr_t>(x + j * ld),
-                    end = reinterpret_cast<uintptr_t>(x + j * ld + w);
-    for (uintptr_t line = a & ~uintptr_t(63); line < end; line += 64)
-      _mm_prefetch(reinterpret_cast<const char*>(line), _MM_HINT_T1);
-  }
-}
-
 // Gate dots x[e] = q2_{pr[e]}·k2_{pj[e]} (rows of q and k at stride d, their dims [r, d)) of the
 // pairs [0, n), 16 at a time: the 16 product vectors in registers, summed by one transposed
 // reduction. DG = d - r when known at compile time (its vectors unrolled), else 0 (a loop over
@@ -488,12 +478,10 @@ KT_AVX512 __attribute__((noinline)) void block_values(const float* vb, int64_t d
 // The fused fast path for one subtile: rows [i0, i0 + rows) of one head (query rows qr, stride
 // d; θ th_rows), its keys' predictor parts as lanes kt (kKeyLanes keys per block, [r, kKeyLanes]
 // each), output rows o (stride dv). Returns the predictor flops it issued. Per key block:
-//   scores  S [rows, kKeyLanes] = the block's keys (lanes) x the rows' α·q[:r], by the shared
-//           score kernel with the roles of lanes and broadcasts swapped (the same FMA chain per
-//           score as the reference's, so bit-identical); meanwhile the block's K[:, r:] and V
-//           rows are prefetched.
-//   select  per row, 16 keys at a time: s > θ_f and visible, the kept keys and scores compressed
-//           into the block's pair list (rows in order); the row's running max m raised to the
+//   scores+select  scores_select: the block's keys (lanes) x the rows' α·q[:r] in registers,
+//           6 rows x 64 keys at a time, each compared with the row's θ_f and visible limit and
+//           the kept keys and scores compressed into the row's region; then the regions joined
+//           into one pair list (rows in order) and each row's running max m raised to the
 //           block's kept max (acc and z rescaled by exp(m_old - m_new)).
 //   gate    the gate dots of every pair, 16 reduced together by a transposed sum.
 //   values  per row, 16 pairs at a time: e = exp(s - m), w = e·softplus(α·x), z += Σ e and, acc
@@ -514,9 +502,6 @@ KT_AVX512 double fused_subtile(const SparkDims& s, const float* qr, const double
   uint64_t any = 0;
   double issued = 0;
   for (int64_t j0 = 0; j0 < jmax; j0 += kKeyLanes) {
-    const int64_t nk = std::min(kKeyLanes, jmax - j0);
-    prefetch_rows_l2(kb + j0 * s.d + s.r, s.d, nk, dg);
-    prefetch_rows_l2(vb + j0 * dv, dv, nk, dv);
     scores_select(kt + (j0 / kKeyLanes) * s.r * kKeyLanes, j0, w.qs, s.r, rows,
                   s.causal ? i0 + 1 : s.L, s.causal, w.th, w.cnt, w.mxv, w.rj, w.rs);
     issued += 2.0 * double(s.r) * double(kKeyLanes) * double(rows);
