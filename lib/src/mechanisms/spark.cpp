@@ -152,15 +152,15 @@ struct SparkDims {
   void subtiles(int64_t t0, int64_t t1, F&& f) const {
     for (int64_t i0 = t0; i0 < t1; i0 += kSubRows) f(i0, std::min(t1, i0 + kSubRows));
   }
-  // Predictor (row, key) pairs the score kernel issues per slice: the fused path's rows x whole
-  // key blocks up to the subtile's last visible key; otherwise padded lanes (16) x visible keys
-  // per subtile.
+  // Predictor (row, key) pairs the score kernel issues per slice: the fused path's rows x the
+  // subtile's visible keys in whole groups of 64; otherwise padded lanes (16) x visible keys per
+  // subtile.
   double issued_pairs(Path path) const {
     const bool blocks = path == Path::Fast && fused();
     double pairs = 0;
     for (int64_t t0 = 0; t0 < L; t0 += br)
       subtiles(t0, std::min(L, t0 + br), [&](int64_t i0, int64_t i1) {
-        const int64_t keys = blocks ? (jmax(i1) + kKeyLanes - 1) / kKeyLanes * kKeyLanes : jmax(i1);
+        const int64_t keys = blocks ? (jmax(i1) + 63) / 64 * 64 : jmax(i1);
         pairs += double(blocks ? i1 - i0 : pad16(i1 - i0)) * double(keys);
       });
     return pairs;
@@ -367,9 +367,10 @@ KT_AVX512 inline void select_tile(const float* ktb, int64_t l0, int64_t j0, cons
   }
 }
 
-// A key block's scores and selection for the rows [0, rows) (select_tile per 6 rows x 64 keys):
-// cnt[t] kept pairs of row t in its region, mxv its max vector; the scores never go to memory.
-KT_AVX512 __attribute__((noinline)) void scores_select(const float* ktb, int64_t j0,
+// A key block's scores and selection for the rows [0, rows) against its first nk keys
+// (select_tile per 6 rows x 64 keys, the last group whole): cnt[t] kept pairs of row t in its
+// region, mxv its max vector; the scores never go to memory.
+KT_AVX512 __attribute__((noinline)) void scores_select(const float* ktb, int64_t j0, int64_t nk,
                                                        const float* qs, int64_t r, int64_t rows,
                                                        int64_t vis0, bool causal, const float* th,
                                                        int32_t* cnt, float* mxv, int32_t* rj,
@@ -384,7 +385,7 @@ KT_AVX512 __attribute__((noinline)) void scores_select(const float* ktb, int64_t
                              select_tile<4>, select_tile<5>, select_tile<6>};
   for (int64_t t0 = 0; t0 < rows; t0 += 6) {
     const Tile tile = kTile[std::min<int64_t>(6, rows - t0)];
-    for (int64_t l0 = 0; l0 < kKeyLanes; l0 += 64)
+    for (int64_t l0 = 0; l0 < nk; l0 += 64)
       tile(ktb, l0, j0, qs, r, t0, vis0, causal, th, cnt, mxv, rj, rs);
   }
 }
@@ -502,9 +503,10 @@ KT_AVX512 double fused_subtile(const SparkDims& s, const float* qr, const double
   uint64_t any = 0;
   double issued = 0;
   for (int64_t j0 = 0; j0 < jmax; j0 += kKeyLanes) {
-    scores_select(kt + (j0 / kKeyLanes) * s.r * kKeyLanes, j0, w.qs, s.r, rows,
+    const int64_t nk = std::min(kKeyLanes, jmax - j0);  // keys of the block any row sees
+    scores_select(kt + (j0 / kKeyLanes) * s.r * kKeyLanes, j0, nk, w.qs, s.r, rows,
                   s.causal ? i0 + 1 : s.L, s.causal, w.th, w.cnt, w.mxv, w.rj, w.rs);
-    issued += 2.0 * double(s.r) * double(kKeyLanes) * double(rows);
+    issued += 2.0 * double(s.r) * double((nk + 63) / 64 * 64) * double(rows);
     // The rows' pairs into one list (rows in order); online softmax: each row's max raised to
     // its block max, acc and z rescaled.
     int32_t p = 0;
