@@ -81,9 +81,11 @@ namespace kt {
 
 namespace {
 
-constexpr int64_t kSubRows = 64;    // query rows (lanes) per subtile: a kept-row mask is 64 bits
-constexpr int64_t kKeyBlock = 32;   // keys per scored block (selection)
-constexpr int64_t kKeyLanes = 256;  // keys per block of the fused path (its score tile's lanes)
+constexpr int64_t kSubRows =
+    64;  // query rows (lanes) per subtile of the reference and per-row path
+constexpr int64_t kFusedRows = 128;  // query rows per subtile of the fused path
+constexpr int64_t kKeyBlock = 32;    // keys per scored block (selection)
+constexpr int64_t kKeyLanes = 256;   // keys per block of the fused path (its score tile's lanes)
 constexpr int64_t kRegion = kKeyLanes + 16;  // a row's kept pairs of one key block (+ 16 slack)
 
 int64_t pad16(int64_t n) {
@@ -120,6 +122,7 @@ struct SparkDims {
   // The fast path's fused kernel: statistical mode on a CPU with AVX-512 (else per-row path).
   bool fused() const { return statistical() && fused_kernel_available(); }
   int64_t rp_max() const { return std::min(kSubRows, pad16(br)); }  // lanes of a subtile
+  int64_t fused_rows() const { return std::min(kFusedRows, br); }   // rows of a fused subtile
   // Each per-thread segment is padded to 16 floats (64 bytes).
   static int64_t pad(int64_t n) { return pad16(n); }
   // Per-row layout (reference; fast path in exact mode or without AVX-512): scaled predictor
@@ -130,13 +133,13 @@ struct SparkDims {
     const int64_t rp = rp_max();
     return pad(r * rp) + pad(rp * L) + pad(L) + pad(L + 16) + 3 * pad(L);
   }
-  // Fused layout (R = rp_max() rows): scaled predictor queries qs [R, r]; each row's kept keys
+  // Fused layout (R = fused_rows()): scaled predictor queries qs [R, r]; each row's kept keys
   // and scores of one key block, kRegion apart [R, kRegion] x 2; the block's pairs in one list
   // (at most R·kKeyLanes, + 16 slack): key, score, gate dot, row; per-row starts (R + 1) and
   // counts (R); per-row max vectors [R, 16]; accumulators [R, dv]; per row m, z and θ; the
   // argmax guard's queries [r, 16] and scores [kKeyBlock, 16].
   int64_t fused_floats() const {
-    const int64_t R = rp_max(), P = R * kKeyLanes + 16;
+    const int64_t R = fused_rows(), P = R * kKeyLanes + 16;
     return pad(R * r) + 2 * pad(R * kRegion) + 4 * pad(P) + pad(R + 1) + pad(R) + pad(R * 16) +
            pad(R * dv) + 3 * pad(R) + pad(r * 16) + pad(kKeyBlock * 16);
   }
@@ -147,10 +150,11 @@ struct SparkDims {
   int64_t per_thread(Path path) const {
     return path == Path::Fast && fused() ? fused_floats() : rows_floats();
   }
-  // Calls f(i0, i1) for the subtiles (<= kSubRows rows) of the tile [t0, t1).
+  // Calls f(i0, i1) for the subtiles (<= rows rows: kSubRows, or kFusedRows on the fused path) of
+  // the tile [t0, t1).
   template <class F>
-  void subtiles(int64_t t0, int64_t t1, F&& f) const {
-    for (int64_t i0 = t0; i0 < t1; i0 += kSubRows) f(i0, std::min(t1, i0 + kSubRows));
+  void subtiles(int64_t t0, int64_t t1, F&& f, int64_t rows = kSubRows) const {
+    for (int64_t i0 = t0; i0 < t1; i0 += rows) f(i0, std::min(t1, i0 + rows));
   }
   // Predictor (row, key) pairs the score kernel issues per slice: the fused path's rows x the
   // subtile's visible keys in whole groups of 64; otherwise padded lanes (16) x visible keys per
@@ -159,10 +163,13 @@ struct SparkDims {
     const bool blocks = path == Path::Fast && fused();
     double pairs = 0;
     for (int64_t t0 = 0; t0 < L; t0 += br)
-      subtiles(t0, std::min(L, t0 + br), [&](int64_t i0, int64_t i1) {
-        const int64_t keys = blocks ? (jmax(i1) + 63) / 64 * 64 : jmax(i1);
-        pairs += double(blocks ? i1 - i0 : pad16(i1 - i0)) * double(keys);
-      });
+      subtiles(
+          t0, std::min(L, t0 + br),
+          [&](int64_t i0, int64_t i1) {
+            const int64_t keys = blocks ? (jmax(i1) + 63) / 64 * 64 : jmax(i1);
+            pairs += double(blocks ? i1 - i0 : pad16(i1 - i0)) * double(keys);
+          },
+          blocks ? kFusedRows : kSubRows);
     return pairs;
   }
 };
@@ -237,7 +244,7 @@ struct FusedScratch {
   float *qs, *rs, *ps, *px, *mxv, *acc, *m, *z, *th, *qt1, *st1;
   int32_t *rj, *pj, *pr, *pstart, *cnt;
   FusedScratch(const SparkDims& s, float* f) {
-    const int64_t R = s.rp_max(), P = R * kKeyLanes + 16;
+    const int64_t R = s.fused_rows(), P = R * kKeyLanes + 16;
     auto take = [&f](int64_t n) {
       float* p = f;
       f += SparkDims::pad(n);
@@ -500,7 +507,6 @@ KT_AVX512 double fused_subtile(const SparkDims& s, const float* qr, const double
     w.z[t] = 0;
   }
   std::fill(w.acc, w.acc + rows * dv, 0.0f);
-  uint64_t any = 0;
   double issued = 0;
   for (int64_t j0 = 0; j0 < jmax; j0 += kKeyLanes) {
     const int64_t nk = std::min(kKeyLanes, jmax - j0);  // keys of the block any row sees
@@ -514,7 +520,6 @@ KT_AVX512 double fused_subtile(const SparkDims& s, const float* qr, const double
       w.pstart[t] = p;
       const int32_t n = w.cnt[t];
       if (n == 0) continue;
-      any |= uint64_t(1) << t;
       const float mnew = std::max(w.m[t], _mm512_reduce_max_ps(_mm512_load_ps(w.mxv + 16 * t)));
       if (mnew > w.m[t]) {  // rescale what the row has summed so far
         const float corr = w.m[t] == -INFINITY ? 0.0f : exp_approx(w.m[t] - mnew);
@@ -542,7 +547,7 @@ KT_AVX512 double fused_subtile(const SparkDims& s, const float* qr, const double
   }
   for (int64_t t = 0; t < rows; ++t) {
     float* ot = o + t * dv;
-    if (any >> t & 1) {
+    if (w.m[t] > -INFINITY) {  // the row kept some key
       const float inv = 1.0f / w.z[t];
       for (int64_t c = 0; c < dv; ++c) ot[c] = w.acc[t * dv + c] * inv;
       continue;
@@ -598,9 +603,11 @@ class SparkAttention final : public Mechanism {
     const ParamSpec mode = choice_param(
         "topk_mode", "statistical: keep s > mean + std·Φ⁻¹(1 - k/n); exact: the k largest",
         {"statistical", "exact"}, "statistical");
-    const ParamSpec rows = int_param(
-        "block_rows", "query rows per predictor tile (scratch: block_rows x L floats per thread)",
-        64, 1, 4096);
+    const ParamSpec rows =
+        int_param("block_rows",
+                  "query rows per work item (fused path: scored together, up to 128; reference and "
+                  "per-row path: in subtiles of 64, 64 x L floats of scores per thread)",
+                  128, 1, 4096);
     return {common::batch(),
             common::heads(),
             common::kv_heads("heads"),
@@ -694,7 +701,8 @@ class SparkAttention final : public Mechanism {
     c.io_bytes = 4 * (slices * L * (d + dv) + double(s.B * s.G) * L * (d + dv));
     c.kv_bytes_per_token = 4 * double(s.G) * (d + dv);
     c.time_complexity = "O(B·H·(L²·r + L·k·d + L·r²))";
-    c.space_complexity = "O(T·64·L + B·G·L·(d + dv) + B·H·L)";
+    c.space_complexity = path == Path::Fast && s.fused() ? "O(T·64·(256 + dv) + B·G·L·r + B·H·L)"
+                                                         : "O(T·64·L + B·G·L·(d + dv) + B·H·L)";
     // Allocations, in order: per-thread scratch, [K2;V] (per-row fast path), θ, the quantile
     // table Φ⁻¹(1 - k/n) and the moment scratch (statistical).
     double bytes = Workspace::padded_float_bytes(double(s.nthreads() * s.per_thread(path)));
@@ -836,11 +844,14 @@ class SparkAttention final : public Mechanism {
           double issued = 0;
           if (fused) {
             const FusedScratch fs(s, mine);
-            s.subtiles(t0, t1, [&](int64_t i0, int64_t i1) {
-              issued += fused_subtile(s, q + (bh * s.L + i0) * s.d, bf.theta + bh * s.L + i0,
-                                      bf.kt + (b * s.G + g) * s.key_blocks() * s.r * kKeyLanes, kb,
-                                      vb, i0, i1 - i0, fs, o + (bh * s.L + i0) * s.dv);
-            });
+            s.subtiles(
+                t0, t1,
+                [&](int64_t i0, int64_t i1) {
+                  issued += fused_subtile(s, q + (bh * s.L + i0) * s.d, bf.theta + bh * s.L + i0,
+                                          bf.kt + (b * s.G + g) * s.key_blocks() * s.r * kKeyLanes,
+                                          kb, vb, i0, i1 - i0, fs, o + (bh * s.L + i0) * s.dv);
+                },
+                kFusedRows);
             blas::add_counted_flops(issued);
             return;
           }
