@@ -452,34 +452,58 @@ KT_AVX512 inline void accumulate_row(const float* vb, int64_t dv, const int32_t*
   }
 }
 
-// The weights and values of a key block's pairs, per row t < rows with pairs [pstart[t],
-// pstart[t + 1]) (scores ps, gate dots px, keys pj) and running max m[t], 16 pairs at a time in
-// registers: e = exp(s - m), w = e·softplus(α·x) (0 past the row's last pair), z_t += Σ e,
-// acc_t += Σ w·v_j.
+// The softmax numerators and weights of the pairs [e, e + n) of one row (n <= 16; scores ps, gate
+// dots px, the row's max m): e = exp(s - m), w = e·softplus(α·x) stored in w (0 past n); returns
+// Σ e.
+KT_AVX512 inline float batch_weights(const float* ps, const float* px, float m, __m512 alpha,
+                                     int32_t e, int n, float* w) {
+  const __mmask16 valid = __mmask16((1u << n) - 1);
+  const __m512 ex = _mm512_maskz_mov_ps(
+      valid, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(valid, ps + e), _mm512_set1_ps(m))));
+  _mm512_store_ps(
+      w, _mm512_mul_ps(ex, softplus16(_mm512_mul_ps(alpha, _mm512_maskz_loadu_ps(valid, px + e)))));
+  return _mm512_reduce_add_ps(ex);
+}
+
+// The weights and values of a key block's pairs (rows in order, row t's at [pstart[t],
+// pstart[t + 1])), in batches of at most 16 pairs of one row: z_t += Σ e, acc_t += Σ w·v_j. The
+// next batch's weights are computed before the current batch's values (software pipelining:
+// their exp/log chains overlap the value FMAs).
 KT_AVX512 __attribute__((noinline)) void block_values(const float* vb, int64_t dv,
                                                       const int32_t* pstart, int64_t rows,
                                                       const int32_t* pj, const float* ps,
                                                       const float* px, const float* m, float alpha,
                                                       float* z, float* acc) {
-  alignas(64) float w[16];
+  const int32_t p = pstart[rows];
+  if (p == 0) return;
+  alignas(64) float w[2][16];
   const __m512 av = _mm512_set1_ps(alpha);
-  for (int64_t t = 0; t < rows; ++t) {
-    const int32_t e0 = pstart[t], e1 = pstart[t + 1];
-    if (e0 == e1) continue;
-    const __m512 mv = _mm512_set1_ps(m[t]);
-    __m512 zv = _mm512_setzero_ps();
-    for (int32_t e = e0; e < e1; e += 16) {
-      const int n = std::min(16, e1 - e);
-      const __mmask16 valid = __mmask16((1u << n) - 1);
-      const __m512 ex = _mm512_maskz_mov_ps(
-          valid, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(valid, ps + e), mv)));
-      zv = _mm512_add_ps(zv, ex);
-      _mm512_store_ps(
-          w,
-          _mm512_mul_ps(ex, softplus16(_mm512_mul_ps(av, _mm512_maskz_loadu_ps(valid, px + e)))));
-      accumulate_row(vb, dv, pj + e, w, n, acc + t * dv);
+  auto row_of = [pstart](int32_t e, int64_t t) {  // the row holding pair e, from row t on
+    while (pstart[t + 1] <= e) ++t;
+    return t;
+  };
+  int64_t t = row_of(0, 0);
+  int32_t e = 0;
+  int n = std::min(16, pstart[t + 1] - e), buf = 0;
+  float zs = batch_weights(ps, px, m[t], av, e, n, w[buf]);
+  for (;;) {
+    const int32_t e2 = e + n;
+    int64_t t2 = t;
+    int n2 = 0;
+    float zs2 = 0;
+    if (e2 < p) {
+      t2 = row_of(e2, t);
+      n2 = std::min(16, pstart[t2 + 1] - e2);
+      zs2 = batch_weights(ps, px, m[t2], av, e2, n2, w[buf ^ 1]);
     }
-    z[t] += _mm512_reduce_add_ps(zv);
+    accumulate_row(vb, dv, pj + e, w[buf], n, acc + t * dv);
+    z[t] += zs;
+    if (e2 >= p) break;
+    e = e2;
+    t = t2;
+    n = n2;
+    zs = zs2;
+    buf ^= 1;
   }
 }
 
