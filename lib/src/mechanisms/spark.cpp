@@ -136,12 +136,12 @@ struct SparkDims {
   // Fused layout (R = fused_rows()): scaled predictor queries qs [R, r]; each row's kept keys
   // and scores of one key block, kRegion apart [R, kRegion] x 2; the block's pairs in one list
   // (at most R·kKeyLanes, + 16 slack): key, score, gate dot, row; per-row starts (R + 1) and
-  // counts (R); per-row max vectors [R, 16]; accumulators [R, dv]; per row m, z and θ; the
+  // counts (R); accumulators [R, dv]; per row m, z and θ; the
   // argmax guard's queries [r, 16] and scores [kKeyBlock, 16].
   int64_t fused_floats() const {
     const int64_t R = fused_rows(), P = R * kKeyLanes + 16;
-    return pad(R * r) + 2 * pad(R * kRegion) + 4 * pad(P) + pad(R + 1) + pad(R) + pad(R * 16) +
-           pad(R * dv) + 3 * pad(R) + pad(r * 16) + pad(kKeyBlock * 16);
+    return pad(R * r) + 2 * pad(R * kRegion) + 4 * pad(P) + pad(R + 1) + pad(R) + pad(R * dv) +
+           3 * pad(R) + pad(r * 16) + pad(kKeyBlock * 16);
   }
   // The fused path's keys as lanes: per (b, g) and block of kKeyLanes keys, K[:, :r]ᵀ [r,
   // kKeyLanes] (the last block zero-padded).
@@ -241,7 +241,7 @@ int64_t guard_argmax(const SparkDims& s, const float* qrow, const float* kb, int
 }
 
 struct FusedScratch {
-  float *qs, *rs, *ps, *px, *mxv, *acc, *m, *z, *th, *qt1, *st1;
+  float *qs, *rs, *ps, *px, *acc, *m, *z, *th, *qt1, *st1;
   int32_t *rj, *pj, *pr, *pstart, *cnt;
   FusedScratch(const SparkDims& s, float* f) {
     const int64_t R = s.fused_rows(), P = R * kKeyLanes + 16;
@@ -259,7 +259,6 @@ struct FusedScratch {
     pr = reinterpret_cast<int32_t*>(take(P));
     pstart = reinterpret_cast<int32_t*>(take(R + 1));
     cnt = reinterpret_cast<int32_t*>(take(R));
-    mxv = take(R * 16);
     acc = take(R * s.dv);
     m = take(R);
     z = take(R);
@@ -339,11 +338,11 @@ inline __mmask16 prefix16(int64_t n) {
 // dots_tile (lane_dots' microkernel, so the same bits as the reference's scores) is compared in
 // registers with each row's θ_f and its visible keys (vis0 + t causal, else vis0); the kept keys
 // and scores are compressed in registers and stored as full vectors (the memory form is slow on
-// Zen 4) at cnt[t] in the row's region (rj, rs: kRegion apart); mxv = the rows' max vectors.
+// Zen 4) at cnt[t] in the row's region (rj, rs: kRegion apart).
 template <int NJ>
 KT_AVX512 inline void select_tile(const float* ktb, int64_t l0, int64_t j0, const float* qs,
                                   int64_t r, int64_t t0, int64_t vis0, bool causal, const float* th,
-                                  int32_t* cnt, float* mxv, int32_t* rj, float* rs) {
+                                  int32_t* cnt, int32_t* rj, float* rs) {
   __m512 acc[NJ][4];
   dots_tile<4, NJ>(ktb, kKeyLanes, l0, qs + t0 * r, r, r, acc);
   const int64_t key0 = j0 + l0;
@@ -355,7 +354,6 @@ KT_AVX512 inline void select_tile(const float* ktb, int64_t l0, int64_t j0, cons
     const int64_t t = t0 + j, lim = (causal ? vis0 + t : vis0) - key0;
     if (lim <= 0) continue;
     const __m512 thv = _mm512_set1_ps(th[t]);
-    __m512 mx = _mm512_load_ps(mxv + 16 * t);
     int32_t c = cnt[t];
     float* ps = rs + t * kRegion;
     int32_t* pj = rj + t * kRegion;
@@ -367,33 +365,27 @@ KT_AVX512 inline void select_tile(const float* ktb, int64_t l0, int64_t j0, cons
       _mm512_storeu_si512(pj + c, _mm512_maskz_compress_epi32(
                                       ok, _mm512_add_epi32(keys, _mm512_set1_epi32(16 * v))));
       c += __builtin_popcount(ok);
-      mx = _mm512_mask_max_ps(mx, ok, mx, acc[j][v]);
     }
     cnt[t] = c;
-    _mm512_store_ps(mxv + 16 * t, mx);
   }
 }
 
 // A key block's scores and selection for the rows [0, rows) against its first nk keys
 // (select_tile per 6 rows x 64 keys, the last group whole): cnt[t] kept pairs of row t in its
-// region, mxv its max vector; the scores never go to memory.
+// region; the scores never go to memory.
 KT_AVX512 __attribute__((noinline)) void scores_select(const float* ktb, int64_t j0, int64_t nk,
                                                        const float* qs, int64_t r, int64_t rows,
                                                        int64_t vis0, bool causal, const float* th,
-                                                       int32_t* cnt, float* mxv, int32_t* rj,
-                                                       float* rs) {
-  for (int64_t t = 0; t < rows; ++t) {
-    cnt[t] = 0;
-    _mm512_store_ps(mxv + 16 * t, _mm512_set1_ps(-INFINITY));
-  }
+                                                       int32_t* cnt, int32_t* rj, float* rs) {
+  std::fill(cnt, cnt + rows, 0);
   using Tile = void (*)(const float*, int64_t, int64_t, const float*, int64_t, int64_t, int64_t,
-                        bool, const float*, int32_t*, float*, int32_t*, float*);
+                        bool, const float*, int32_t*, int32_t*, float*);
   constexpr Tile kTile[7] = {nullptr,        select_tile<1>, select_tile<2>, select_tile<3>,
                              select_tile<4>, select_tile<5>, select_tile<6>};
   for (int64_t t0 = 0; t0 < rows; t0 += 6) {
     const Tile tile = kTile[std::min<int64_t>(6, rows - t0)];
     for (int64_t l0 = 0; l0 < nk; l0 += 64)
-      tile(ktb, l0, j0, qs, r, t0, vis0, causal, th, cnt, mxv, rj, rs);
+      tile(ktb, l0, j0, qs, r, t0, vis0, causal, th, cnt, rj, rs);
   }
 }
 
@@ -535,26 +527,30 @@ KT_AVX512 double fused_subtile(const SparkDims& s, const float* qr, const double
   for (int64_t j0 = 0; j0 < jmax; j0 += kKeyLanes) {
     const int64_t nk = std::min(kKeyLanes, jmax - j0);  // keys of the block any row sees
     scores_select(kt + (j0 / kKeyLanes) * s.r * kKeyLanes, j0, nk, w.qs, s.r, rows,
-                  s.causal ? i0 + 1 : s.L, s.causal, w.th, w.cnt, w.mxv, w.rj, w.rs);
+                  s.causal ? i0 + 1 : s.L, s.causal, w.th, w.cnt, w.rj, w.rs);
     issued += 2.0 * double(s.r) * double((nk + 63) / 64 * 64) * double(rows);
-    // The rows' pairs into one list (rows in order); online softmax: each row's max raised to
-    // its block max, acc and z rescaled.
+    // The rows' pairs into one list (rows in order) and each row's block max (its kept scores);
+    // online softmax: the row's max raised to it, acc and z rescaled.
     int32_t p = 0;
     for (int64_t t = 0; t < rows; ++t) {
       w.pstart[t] = p;
       const int32_t n = w.cnt[t];
       if (n == 0) continue;
-      const float mnew = std::max(w.m[t], _mm512_reduce_max_ps(_mm512_load_ps(w.mxv + 16 * t)));
+      const __m512 neg_inf = _mm512_set1_ps(-INFINITY);
+      __m512 mx = neg_inf;
+      for (int32_t e = 0; e < n; e += 16) {
+        const __m512 sv = _mm512_mask_loadu_ps(neg_inf, prefix16(n - e), w.rs + t * kRegion + e);
+        mx = _mm512_max_ps(mx, sv);
+        _mm512_storeu_si512(w.pj + p + e, _mm512_loadu_si512(w.rj + t * kRegion + e));
+        _mm512_storeu_ps(w.ps + p + e, sv);
+        _mm512_storeu_si512(w.pr + p + e, _mm512_set1_epi32(int32_t(t)));
+      }
+      const float mnew = std::max(w.m[t], _mm512_reduce_max_ps(mx));
       if (mnew > w.m[t]) {  // rescale what the row has summed so far
         const float corr = w.m[t] == -INFINITY ? 0.0f : exp_approx(w.m[t] - mnew);
         w.z[t] *= corr;
         for (int64_t c = 0; c < dv; ++c) w.acc[t * dv + c] *= corr;
         w.m[t] = mnew;
-      }
-      for (int32_t e = 0; e < n; e += 16) {
-        _mm512_storeu_si512(w.pj + p + e, _mm512_loadu_si512(w.rj + t * kRegion + e));
-        _mm512_storeu_ps(w.ps + p + e, _mm512_loadu_ps(w.rs + t * kRegion + e));
-        _mm512_storeu_si512(w.pr + p + e, _mm512_set1_epi32(int32_t(t)));
       }
       p += n;
     }
