@@ -9,6 +9,7 @@
 #include "core/random.hpp"
 #include "kernels/blas.hpp"
 #include "kernels/gather.hpp"
+#include "kernels/simd16.hpp"
 #include "kernels/tile.hpp"
 #include "kernels/topk.hpp"
 #include "test_util.hpp"
@@ -50,6 +51,39 @@ TEST(SparkKernels, SoftplusApprox) {
   EXPECT_NEAR(softplus_approx(0.0f), std::log(2.0), 1e-7);
   EXPECT_EQ(softplus_approx(-1e4f), 0.0f);
   EXPECT_EQ(softplus_approx(1e4f), 1e4f);
+}
+
+// The 16-lane kernels (simd16.hpp: spark's fused weights, FusedTile's softmax) against libm in
+// double: exp16 to 3e-7 relative on [-87, 88] and 0 below -87 (and for -inf), softplus16 to 3e-7
+// relative everywhere (also for x << 0, where it is e^x), and against the scalar forms.
+KT_SIMD16 void simd16_values(const float* x, float* e, float* sp) {
+  _mm512_storeu_ps(e, exp16(_mm512_loadu_ps(x)));
+  _mm512_storeu_ps(sp, softplus16(_mm512_loadu_ps(x)));
+}
+
+TEST(SparkKernels, Simd16ExpAndSoftplus) {
+  if (!fused_kernel_available()) GTEST_SKIP() << "no AVX-512 on this CPU (or KITTENTION_NO_AVX512)";
+  std::vector<float> xs;
+  for (double x = -100; x <= 90; x += 0.0173) xs.push_back(float(x));
+  xs.push_back(-INFINITY);
+  while (xs.size() % 16) xs.push_back(0.0f);
+  std::vector<float> e(xs.size()), sp(xs.size());
+  for (size_t i = 0; i < xs.size(); i += 16) simd16_values(&xs[i], &e[i], &sp[i]);
+  for (size_t i = 0; i < xs.size(); ++i) {
+    const double x = xs[i];
+    if (x < -87) {
+      EXPECT_EQ(e[i], 0.0f) << "x = " << x;
+    } else if (x <= 88) {
+      EXPECT_NEAR(e[i], std::exp(x), 3e-7 * std::exp(x)) << "x = " << x;
+      EXPECT_NEAR(e[i], exp_approx(float(x)), 3e-7 * std::exp(x)) << "x = " << x;
+    }
+    if (std::isfinite(x)) {
+      const double want = std::max(x, 0.0) + std::log1p(std::exp(-std::abs(x)));
+      const double tol = x < -87 ? 0.0 : 3e-7 * want;  // below -87 exp16 flushes to 0
+      EXPECT_NEAR(sp[i], want, std::max(tol, x < -87 ? want : 0.0)) << "x = " << x;
+      EXPECT_NEAR(sp[i], softplus_approx(float(x)), 3e-7 * want) << "x = " << x;
+    }
+  }
 }
 
 std::vector<float> normal_row(int64_t n, uint64_t seed, double mean = 0, double sd = 1) {

@@ -12,12 +12,10 @@
 namespace kt {
 
 // log(1 + y) for y in [0, 1] as 2·atanh(t), t = y / (2 + y) in [0, 1/3], by its odd series up to
-// t^17 (truncation < 3e-10 relative); vectorisable.
+// t^13 (truncation < (1/9)^7 / 15 · 9/8 = 1.6e-8 relative, below half a float ulp); vectorisable.
 inline float log1p_unit(float y) {
   const float t = y / (2.0f + y), t2 = t * t;
-  float p = 1.0f / 17;
-  p = p * t2 + 1.0f / 15;
-  p = p * t2 + 1.0f / 13;
+  float p = 1.0f / 13;
   p = p * t2 + 1.0f / 11;
   p = p * t2 + 1.0f / 9;
   p = p * t2 + 1.0f / 7;
