@@ -55,12 +55,13 @@ TEST(Kda, FastMatchesReferenceOverShapes) {
 }
 
 // Spec §2.7-1: C in {16, 32, 64, >= L} (C >= L is the single-chunk parallel form), ragged L,
-// sub-chunks that do not divide the chunk, with and without S0, both gate regimes.
+// sub-chunks that do not divide the chunk or exceed 16 (the AVX-512 diagonal block takes at most
+// 16), with and without S0, both gate regimes.
 TEST(Kda, ChunkSizesRaggedAndInitialState) {
   for (const char* regime : {"mild", "strong"})
     for (bool init : {false, true})
       for (auto [C, Cs] : std::vector<std::pair<int, int>>{
-               {16, 16}, {32, 16}, {64, 16}, {256, 16}, {64, 7}, {20, 1}})
+               {16, 16}, {32, 16}, {64, 16}, {256, 16}, {64, 7}, {64, 32}, {20, 1}})
         expect_forms_match({{"heads", 2},
                             {"head_dim", 32},
                             {"seq_len", 200},

@@ -53,6 +53,21 @@ KT_SIMD16 inline __m512 softplus16(__m512 x) {
                        log1p_unit16(exp16(_mm512_sub_ps(_mm512_setzero_ps(), a))));
 }
 
+// Sums of 16 vectors: lane l of the result is Σ p[4·(l % 4) + l / 4] (a transposed reduction in
+// four levels of 128-bit-block and in-block shuffles, 45 instructions for 16 sums).
+KT_SIMD16 inline __m512 transpose_sum16(__m512* p) {
+  for (int i = 0; i < 8; ++i)
+    p[i] = _mm512_add_ps(_mm512_shuffle_f32x4(p[2 * i], p[2 * i + 1], 0x44),
+                         _mm512_shuffle_f32x4(p[2 * i], p[2 * i + 1], 0xee));
+  for (int i = 0; i < 4; ++i)
+    p[i] = _mm512_add_ps(_mm512_shuffle_f32x4(p[2 * i], p[2 * i + 1], 0x88),
+                         _mm512_shuffle_f32x4(p[2 * i], p[2 * i + 1], 0xdd));
+  for (int i = 0; i < 2; ++i)
+    p[i] = _mm512_add_ps(_mm512_shuffle_ps(p[2 * i], p[2 * i + 1], 0x44),
+                         _mm512_shuffle_ps(p[2 * i], p[2 * i + 1], 0xee));
+  return _mm512_add_ps(_mm512_shuffle_ps(p[0], p[1], 0x88), _mm512_shuffle_ps(p[0], p[1], 0xdd));
+}
+
 // The lane kernels' dot microkernel (tile.hpp lane_dots, FusedTile pass 1, spark's fused scores):
 // acc[j][v] = Σ_c qt[c·rp + l0 + 16v]·k[j·ldk + c] over c < dim for NJ broadcast rows j and NV
 // vectors of lanes, one FMA chain per result in increasing c, so every caller gets the same bits.

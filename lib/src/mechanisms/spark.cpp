@@ -286,21 +286,6 @@ KT_AVX512 inline float dot512(const float* a, const float* b, int64_t n) {
   return _mm512_reduce_add_ps(dot_lanes(a, b, n));
 }
 
-// Sums of 16 vectors: lane l of the result is Σ p[4·(l % 4) + l / 4] (a transposed reduction in
-// four levels of 128-bit-block and in-block shuffles, 45 instructions for 16 sums).
-KT_AVX512 inline __m512 transpose_sum16(__m512* p) {
-  for (int i = 0; i < 8; ++i)
-    p[i] = _mm512_add_ps(_mm512_shuffle_f32x4(p[2 * i], p[2 * i + 1], 0x44),
-                         _mm512_shuffle_f32x4(p[2 * i], p[2 * i + 1], 0xee));
-  for (int i = 0; i < 4; ++i)
-    p[i] = _mm512_add_ps(_mm512_shuffle_f32x4(p[2 * i], p[2 * i + 1], 0x88),
-                         _mm512_shuffle_f32x4(p[2 * i], p[2 * i + 1], 0xdd));
-  for (int i = 0; i < 2; ++i)
-    p[i] = _mm512_add_ps(_mm512_shuffle_ps(p[2 * i], p[2 * i + 1], 0x44),
-                         _mm512_shuffle_ps(p[2 * i], p[2 * i + 1], 0xee));
-  return _mm512_add_ps(_mm512_shuffle_ps(p[0], p[1], 0x88), _mm512_shuffle_ps(p[0], p[1], 0xdd));
-}
-
 // Gate dots x[e] = q2_{pr[e]}·k2_{pj[e]} (rows of q and k at stride d, their dims [r, d)) of the
 // pairs [0, n), 16 at a time: the 16 product vectors in registers, summed by one transposed
 // reduction. DG = d - r when known at compile time (its vectors unrolled), else 0 (a loop over
