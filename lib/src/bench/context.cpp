@@ -9,6 +9,7 @@
 
 #include "kernels/blas.hpp"
 #include "kittention/bench.hpp"
+#include "kittention_git_commit.hpp"  // generated at build time (lib/git_commit.cmake)
 
 namespace kt {
 
