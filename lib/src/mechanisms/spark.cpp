@@ -22,8 +22,8 @@
 //       qsᵀ·M2·qs/n_i with qs = the float α·q_i[:r] the scores use. The same statistic as a scan
 //       of the scores (population σ, centred on key 0), in O(L·r²) per slice instead of O(L²·r);
 //       θ = -inf for n_i <= k. θ [B,H,L] doubles; Φ⁻¹(1 - k/n) tabulated once for n <= L.
-//   Per (b, h, tile of block_rows queries), in subtiles of <= 64 rows (the rows are vector lanes,
-//   padded to 16):
+//   Per (b, h, tile of block_rows queries); the reference and the per-row path in subtiles of
+//   <= 64 rows (the rows are vector lanes, padded to 16):
 //   (1) predictor scores by one routine, lane_dots of kernels/tile.hpp (AVX-512 microkernel,
 //       64 lanes x 6 keys, or a scalar std::fma fallback: one FMA chain per score), so the
 //       reference and the fast path see bit-identical float scores; the compare s > θ_f with
@@ -33,7 +33,7 @@
 //   (2) selection, (3) softmax of the kept scores x softplus gate x values over the kept keys.
 // Reference: (1) for the subtile's visible keys into rows x jmax floats, (2) per row by a double
 // compare with θ or a full sort (exact), argmax guard, (3) in double with libm.
-// Fast, statistical mode on an AVX-512 CPU (fused, per subtile of <= 64 rows, in blocks of
+// Fast, statistical mode on an AVX-512 CPU (fused, per subtile of <= 128 rows, in blocks of
 // kKeyLanes = 256 keys; the keys' predictor parts packed once per forward as lanes, kt
 // [B,G,L/256,r,256]; nothing per thread grows with L):
 //   scores+select  per 6 rows x 64 keys the score tile of lane_dots' microkernel (dots_tile,
@@ -44,12 +44,14 @@
 //           online softmax per row: m raised to the block's kept max, acc and z rescaled.
 //   gate    16 pairs at a time, their product vectors in registers and one transposed sum.
 //   values  per row, 16 pairs at a time in registers (kernels/simd16.hpp): e = exp(s - m),
-//           w = e·softplus(α·x), z += Σ e, acc += Σ w·v_j (two FMA chains).
+//           w = e·softplus(α·x), z += Σ e, acc += Σ w·v_j (two FMA chains); the next batch's
+//           weights computed before the current batch's values (software pipelining).
 //   Rows that keep nothing: argmax guard (that row's scores recomputed alone, 16 lanes).
 //   Measured (B = 1, H = 8, d = 64, L = 8192, causal, k = 256, 2 threads; docs/mechanisms/
-//   spark.md): 125-128 ms against 173-205 ms for the previous key-streamed design (per key a
-//   mask of the rows keeping it, accumulators in memory); gate ~11% of the time, values ~24%,
-//   scores ~36%, selection and the rest of the loop ~25%, θ ~3%.
+//   spark.md): 103-105 ms on a quiet machine (self causal 209-210 ms), against 173-205 ms for
+//   the previous key-streamed design (per key a mask of the rows keeping it, accumulators in
+//   memory); scores+select ~50% of the time, weights and values ~25%, gate ~14%, the join and
+//   bookkeeping ~6%, θ ~4%.
 // Fast, exact mode (or no AVX-512): [K[:, r:] ; V] packed one row per key; per subtile the scores
 // of (1), then per row the selection
 // (exact: nth_element on the candidates above the statistical threshold for 2k) and a vectorised
