@@ -200,6 +200,18 @@ KT_PASS void pv_group(const float* st, int64_t rp, int64_t g0, int64_t g1, KeySp
   }
 }
 
+// Key j of a 16-row group's scores s[0..16) against the rows' two runs [lo0, hi0), [lo1, hi1):
+// the scores outside them set to -inf; returns max(mx, s).
+KT_AVX512 inline __m512 mask_key(float* s, int64_t j, __m512i lo0, __m512i hi0, __m512i lo1,
+                                 __m512i hi1, __m512 neg_inf, __m512 mx) {
+  const __m512i jv = _mm512_set1_epi32(int32_t(j));
+  const __mmask16 ok = (_mm512_cmple_epi32_mask(lo0, jv) & _mm512_cmpgt_epi32_mask(hi0, jv)) |
+                       (_mm512_cmple_epi32_mask(lo1, jv) & _mm512_cmpgt_epi32_mask(hi1, jv));
+  const __m512 x = _mm512_mask_blend_ps(ok, neg_inf, _mm512_loadu_ps(s));
+  _mm512_storeu_ps(s, x);
+  return _mm512_max_ps(mx, x);
+}
+
 // Pass 2 for 16 rows [r0, r0 + 16): the online-softmax update down the columns of ST, over the
 // keys the group may see (returned; the whole block when runs is null). runs: the rows' allowed
 // keys [lo0, hi0) ∪ [lo1, hi1) relative to the block; the keys every row of the group sees,
@@ -223,16 +235,11 @@ KT_PASS KeySpan softmax_columns(float* st, int64_t rp, int64_t r0, int64_t n, co
     const __m512i lo0 = _mm512_loadu_si512(runs + r0), hi0 = _mm512_loadu_si512(runs + rp + r0),
                   lo1 = _mm512_loadu_si512(runs + 2 * rp + r0),
                   hi1 = _mm512_loadu_si512(runs + 3 * rp + r0);
-    auto masked = [&](int64_t j) {
-      const __m512i jv = _mm512_set1_epi32(int32_t(j));
-      const __mmask16 ok = (_mm512_cmple_epi32_mask(lo0, jv) & _mm512_cmpgt_epi32_mask(hi0, jv)) |
-                           (_mm512_cmple_epi32_mask(lo1, jv) & _mm512_cmpgt_epi32_mask(hi1, jv));
-      const __m512 s = _mm512_mask_blend_ps(ok, neg_inf, _mm512_loadu_ps(st + j * rp + r0));
-      _mm512_storeu_ps(st + j * rp + r0, s);
-      mx = _mm512_max_ps(mx, s);
-    };
-    for (int64_t j = span.lo; j < mid.lo; ++j) masked(j);
-    for (int64_t j = mid.hi; j < span.hi; ++j) masked(j);
+    // (Loops, not a lambda: a lambda does not inherit the function's target attribute.)
+    for (int64_t j = span.lo; j < mid.lo; ++j)
+      mx = mask_key(st + j * rp + r0, j, lo0, hi0, lo1, hi1, neg_inf, mx);
+    for (int64_t j = mid.hi; j < span.hi; ++j)
+      mx = mask_key(st + j * rp + r0, j, lo0, hi0, lo1, hi1, neg_inf, mx);
   }
   for (int64_t j = mid.lo; j < mid.hi; ++j)
     mx = _mm512_max_ps(mx, _mm512_loadu_ps(st + j * rp + r0));

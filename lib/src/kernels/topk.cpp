@@ -103,17 +103,25 @@ float float_below(double t) {
   return f;
 }
 
+namespace {
+
+#ifdef __AVX512F__
+// The first n of 8 double lanes (n clamped to [0, 8]).
+__mmask8 prefix8(int64_t n) {
+  return __mmask8((1u << std::clamp<int64_t>(n, 0, 8)) - 1);
+}
+#endif
+
 // xᵀ·M·x for a symmetric r x r M; u: r doubles of scratch. u = M·x as a sum of M's rows, so the
-// vectors run along them with no horizontal sum per entry; for r <= 32 (AVX-512) u stays in four
-// registers, four independent FMA chains.
+// vectors run along them with no horizontal sum per entry; for r <= 32 (AVX-512) u stays in
+// registers, in two sets (even and odd c): eight independent FMA chains.
 double quadratic_form(const double* M, const double* x, double* u, int64_t r) {
 #ifdef __AVX512F__
   if (r <= 32) {
-    // Two sets of accumulators (even and odd c): eight independent FMA chains.
     __mmask8 mk[4];
     __m512d a0[4], a1[4];
     for (int v = 0; v < 4; ++v) {
-      mk[v] = __mmask8((1u << std::clamp<int64_t>(r - 8 * v, 0, 8)) - 1);
+      mk[v] = prefix8(r - 8 * v);
       a0[v] = a1[v] = _mm512_setzero_pd();
     }
     int64_t c = 0;
@@ -149,11 +157,11 @@ double quadratic_form(const double* M, const double* x, double* u, int64_t r) {
 // qs[c] = double(float(q[c]·alpha)), s0 = qs·k0 and a = qs·m1 over c < r (AVX-512 for r <= 32).
 void query_dots(const float* q, float alpha, const float* k0, const double* m1, int64_t r,
                 double* qs, double& s0, double& a) {
-#ifdef __AVX512F__
+#if defined(__AVX512F__) && defined(__AVX512VL__)
   if (r <= 32) {
     __m512d sv = _mm512_setzero_pd(), av = _mm512_setzero_pd();
     for (int v = 0; v < 4; ++v) {
-      const __mmask8 mk = __mmask8((1u << std::clamp<int64_t>(r - 8 * v, 0, 8)) - 1);
+      const __mmask8 mk = prefix8(r - 8 * v);
       const __m512d qd = _mm512_cvtps_pd(
           _mm256_mul_ps(_mm256_maskz_loadu_ps(mk, q + 8 * v), _mm256_set1_ps(alpha)));
       _mm512_mask_storeu_pd(qs + 8 * v, mk, qd);
@@ -181,7 +189,7 @@ void rank1_update(double* M, double* m, const double* y, int64_t r) {
     __mmask8 mk[4];
     __m512d yv[4];
     for (int v = 0; v < 4; ++v) {
-      mk[v] = __mmask8((1u << std::clamp<int64_t>(r - 8 * v, 0, 8)) - 1);
+      mk[v] = prefix8(r - 8 * v);
       yv[v] = _mm512_maskz_loadu_pd(mk[v], y + 8 * v);
       _mm512_mask_storeu_pd(m + 8 * v, mk[v],
                             _mm512_add_pd(_mm512_maskz_loadu_pd(mk[v], m + 8 * v), yv[v]));
@@ -204,6 +212,8 @@ void rank1_update(double* M, double* m, const double* y, int64_t r) {
     for (int64_t e = 0; e < r; ++e) M[c * r + e] += yc * y[e];
   }
 }
+
+}  // namespace
 
 int64_t moment_scratch_doubles(int64_t r) {
   return r * r + 4 * r;  // M2, m1, y, qs, u

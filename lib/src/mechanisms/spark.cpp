@@ -376,6 +376,16 @@ KT_AVX512 __attribute__((noinline)) void scores_select(const float* ktb, int64_t
   }
 }
 
+// x[k] += w·v[16k..16k + 16) for k < NV (the last vector masked by tail).
+template <int NV>
+KT_AVX512 inline void value_step(float w, const float* v, __mmask16 tail, __m512* x) {
+  const __m512 wl = _mm512_set1_ps(w);
+#pragma GCC unroll 4
+  for (int k = 0; k < NV; ++k)
+    x[k] = _mm512_fmadd_ps(
+        wl, _mm512_maskz_loadu_ps(k < NV - 1 ? __mmask16(0xffff) : tail, v + 16 * k), x[k]);
+}
+
 // acc[c0 + 0..16·NV) += Σ_l w[l]·v_{pj[l]}[c0 + ..] over l < n (the last vector masked by tail),
 // the accumulators in registers, two sets (even and odd pairs: two FMA chains).
 template <int NV>
@@ -388,19 +398,13 @@ KT_AVX512 inline void accumulate_values(const float* vb, int64_t dv, int64_t c0,
     a[k] = _mm512_maskz_loadu_ps(mask(k), acc + c0 + 16 * k);
     b[k] = _mm512_setzero_ps();
   }
-  auto step = [&](int l, __m512* x) {
-    const __m512 wl = _mm512_set1_ps(w[l]);
-    const float* v = vb + int64_t(pj[l]) * dv + c0;
-#pragma GCC unroll 4
-    for (int k = 0; k < NV; ++k)
-      x[k] = _mm512_fmadd_ps(wl, _mm512_maskz_loadu_ps(mask(k), v + 16 * k), x[k]);
-  };
+  // (A function, not a lambda: a lambda does not inherit the target attribute.)
   int l = 0;
   for (; l + 2 <= n; l += 2) {
-    step(l, a);
-    step(l + 1, b);
+    value_step<NV>(w[l], vb + int64_t(pj[l]) * dv + c0, tail, a);
+    value_step<NV>(w[l + 1], vb + int64_t(pj[l + 1]) * dv + c0, tail, b);
   }
-  if (l < n) step(l, a);
+  if (l < n) value_step<NV>(w[l], vb + int64_t(pj[l]) * dv + c0, tail, a);
 #pragma GCC unroll 4
   for (int k = 0; k < NV; ++k)
     _mm512_mask_storeu_ps(acc + c0 + 16 * k, mask(k), _mm512_add_ps(a[k], b[k]));
