@@ -2,9 +2,11 @@
 // that keep their values in registers (the same reductions, polynomials and cut-offs as the
 // scalar forms, which GCC vectorises in plain loops). Callers need fused_kernel_available().
 #pragma once
-// GCC 12's AVX-512 intrinsics headers raise false -Wmaybe-uninitialized warnings (their
-// _mm512_undefined_ps placeholders, GCC bug 105593, fixed in GCC 13).
+// GCC 12's AVX-512 intrinsics headers raise false -Wmaybe-uninitialized (and, in target-attributed
+// functions of a build without -march=native, -Wuninitialized) warnings: their
+// _mm512_undefined_ps placeholders, GCC bug 105593, fixed in GCC 13.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #include <immintrin.h>
 
 #include <cstdint>
@@ -12,6 +14,11 @@
 #define KT_SIMD16 __attribute__((target("avx512f,avx512dq,fma")))
 
 namespace kt {
+
+// The first n of 16 lanes (n clamped to [0, 16]).
+inline __mmask16 prefix16(int64_t n) {
+  return n >= 16 ? __mmask16(0xffff) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1);
+}
 
 // exp(x): Cody-Waite reduction x = n·ln2 + r, degree-7 Taylor polynomial, 2^n in the exponent
 // bits; x < -87 (or -inf) gives 0, x > 88 saturates at exp(88).

@@ -104,10 +104,7 @@ KT_AVX512 void pv_rows(const float* st, int64_t rp, int64_t r0, int64_t n, const
   for (int64_t v0 = 0; v0 < vdim; v0 += 64) {
     const int64_t w = std::min<int64_t>(64, vdim - v0);
     __mmask16 mk[4];
-    for (int k = 0; k < 4; ++k) {
-      const int64_t lanes = std::clamp<int64_t>(w - 16 * k, 0, 16);
-      mk[k] = __mmask16((1u << lanes) - 1);
-    }
+    for (int k = 0; k < 4; ++k) mk[k] = prefix16(w - 16 * k);
     pv_NRx64<NR>(st, rp, r0, n, v, v_stride, v0, mk, acc, ldacc, corr);
   }
 }
@@ -276,7 +273,7 @@ KT_AVX512 void pack_lanes(const TileRows<const float>& a, int64_t rows, int64_t 
   for (int64_t r0 = 0; r0 < rp; r0 += 16)
     for (int64_t c0 = 0; c0 < dim; c0 += 16) {
       const int64_t cw = std::min<int64_t>(16, dim - c0);
-      const __mmask16 cols = __mmask16((1u << cw) - 1);
+      const __mmask16 cols = prefix16(cw);
       __m512 blk[16];
       for (int i = 0; i < 16; ++i)
         blk[i] = r0 + i < rows ? _mm512_mul_ps(sc, _mm512_maskz_loadu_ps(cols, a.at(r0 + i) + c0))

@@ -668,7 +668,7 @@ class KimiDeltaAttention final : public Mechanism {
                                              const float* beta, int64_t dk, int64_t n, int64_t e,
                                              float* aqk, int64_t ai, int64_t aj, float* akk,
                                              int64_t C) {
-    const __mmask16 tail = __mmask16((1u << (dk - 16 * (NV - 1))) - 1);
+    const __mmask16 tail = prefix16(dk - 16 * (NV - 1));
     auto mk = [tail](int v) { return v < NV - 1 ? __mmask16(0xffff) : tail; };
     alignas(64) float sq[16], sk[16];
     for (int64_t i = n; i < e; ++i) {

@@ -277,7 +277,7 @@ KT_AVX512 inline __m512 dot_lanes(const float* a, const float* b, int64_t n) {
   for (; c + 16 <= n; c += 16)
     acc = _mm512_fmadd_ps(_mm512_loadu_ps(a + c), _mm512_loadu_ps(b + c), acc);
   if (c < n) {
-    const __mmask16 m = __mmask16((1u << (n - c)) - 1);
+    const __mmask16 m = prefix16(n - c);
     acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + c), _mm512_maskz_loadu_ps(m, b + c), acc);
   }
   return acc;
@@ -313,11 +313,6 @@ KT_AVX512 __attribute__((noinline)) void gate_dots(const float* q, const float* 
     }
     _mm512_storeu_ps(x + e0, transpose_sum16(p));
   }
-}
-
-// The first n of 16 lanes (n clamped to [0, 16]).
-inline __mmask16 prefix16(int64_t n) {
-  return n >= 16 ? __mmask16(0xffff) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1);
 }
 
 // The rows [t0, t0 + NJ) of a key block's fused score + selection against the 64 keys at lane l0
@@ -417,7 +412,7 @@ KT_AVX512 inline void accumulate_row(const float* vb, int64_t dv, const int32_t*
   for (int64_t c0 = 0; c0 < dv; c0 += 64) {
     const int64_t cw = std::min<int64_t>(64, dv - c0);
     const int nvec = int((cw + 15) / 16);
-    const __mmask16 tail = __mmask16((1u << (cw - 16 * (nvec - 1))) - 1);
+    const __mmask16 tail = prefix16(cw - 16 * (nvec - 1));
     switch (nvec) {
       case 4:
         accumulate_values<4>(vb, dv, c0, tail, pj, w, n, acc);
@@ -440,7 +435,7 @@ KT_AVX512 inline void accumulate_row(const float* vb, int64_t dv, const int32_t*
 // Σ e.
 KT_AVX512 inline float batch_weights(const float* ps, const float* px, float m, __m512 alpha,
                                      int32_t e, int n, float* w) {
-  const __mmask16 valid = __mmask16((1u << n) - 1);
+  const __mmask16 valid = prefix16(n);
   const __m512 ex = _mm512_maskz_mov_ps(
       valid, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(valid, ps + e), _mm512_set1_ps(m))));
   _mm512_store_ps(
