@@ -10,6 +10,7 @@
 #include <immintrin.h>
 
 #include <cstdint>
+#include <initializer_list>
 
 #define KT_SIMD16 __attribute__((target("avx512f,avx512dq,fma")))
 
