@@ -8,6 +8,7 @@
 #include "core/random.hpp"
 #include "kernels/attend.hpp"
 #include "kernels/blas.hpp"
+#include "kernels/interval_pattern.hpp"
 #include "kernels/vexp.hpp"
 #include "kittention/tensor.hpp"
 #include "kittention/workspace.hpp"
@@ -94,10 +95,8 @@ void PrintTo(const TiledCase& c, std::ostream* os) {
       << "_tile" << c.block_rows << "x" << c.block_k << (c.causal ? "_causal" : "");
 }
 
-class TiledVsReference : public ::testing::TestWithParam<TiledCase> {};
-
-TEST_P(TiledVsReference, Agree) {
-  const TiledCase c = GetParam();
+// attend_tiled with both tile kernels against attend_reference on one pattern.
+void expect_tiled_matches_reference(const TiledCase& c, const BlockPattern& pattern) {
   const int64_t B = 2;
   Tensor q({B, c.heads, c.lq, c.dim}), k({B, c.kv_heads, c.lk, c.dim}),
       v({B, c.kv_heads, c.lk, c.dim});
@@ -111,7 +110,6 @@ TEST_P(TiledVsReference, Agree) {
   p.q = HeadsView::bhld(q.data(), c.heads, c.lq, c.dim);
   p.k = HeadsView::bhld(k.data(), c.kv_heads, c.lk, c.dim);
   p.v = HeadsView::bhld(v.data(), c.kv_heads, c.lk, c.dim);
-  DensePattern pattern(c.causal, c.lq, c.lk);
   Workspace ws;
   p.o = HeadsOut::bhld(o1.data(), c.heads, c.lq, c.dim), p.lse = lse1.data();
   attend_reference(p, pattern, ws);
@@ -137,6 +135,38 @@ TEST_P(TiledVsReference, Agree) {
     }
   }
   EXPECT_EQ(ws.in_use(), 0u);
+}
+
+class TiledVsReference : public ::testing::TestWithParam<TiledCase> {};
+
+TEST_P(TiledVsReference, Agree) {
+  const TiledCase c = GetParam();
+  expect_tiled_matches_reference(c, DensePattern(c.causal, c.lq, c.lk));
+}
+
+// A band of w + 1 keys ending at the query, and the last 5 keys (two runs per row): in tiles of
+// many 16-row groups every group's keys are a different window, so the fused kernel's pass 1
+// scores each group over its own span (a staircase of up to 4-vector runs).
+class BandAndTail final : public IntervalPattern {
+ public:
+  BandAndTail(int64_t w, int64_t lk) : w_(w), lk_(lk) {}
+  void runs(int64_t, int64_t i, KeyRun r[2]) const override {
+    const int64_t hi = std::min(lk_, i + 1), tail = std::max(hi, lk_ - 5);
+    r[0] = {std::max<int64_t>(0, i - w_), hi};
+    r[1] = {tail, lk_};
+  }
+
+ private:
+  int64_t w_, lk_;
+};
+
+TEST(Tiled, BandTilesOfManyRowGroupsAgree) {
+  for (const TiledCase& c :
+       {TiledCase{3, 3, 300, 300, 20, 96, 130, true}, TiledCase{2, 1, 1, 1, 16, 96, 130, true},
+        TiledCase{2, 2, 77, 77, 64, 80, 40, true}}) {
+    SCOPED_TRACE(::testing::PrintToString(c));
+    expect_tiled_matches_reference(c, BandAndTail(23, c.lk));
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(

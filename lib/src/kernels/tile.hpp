@@ -11,8 +11,8 @@
 //   finish   o = A / l, lse = m + log l (0 and -inf for a row that saw no key)
 // K and V rows are read in place at any stride (k + j·k_stride); only Q is copied. Both kernels
 // count rows x keys x 2(d + dv) flops per block (what tiled_visited_pairs models); on masked
-// blocks FusedTile skips, per group of rows, the keys none of them may see in passes 2 and 3, so
-// for it the count is an upper bound of the multiply-adds it runs.
+// blocks FusedTile skips, per 16-row group, the keys none of its rows may see (in all three
+// passes), so for it the count is an upper bound of the multiply-adds it runs.
 //   BlasTile   two cblas_sgemm calls per block and a row-wise softmax (tile.cpp)
 //   FusedTile  AVX-512 microkernels, rows of the tile as the vector lanes (padded to 32), the
 //              softmax down the columns with no horizontal reductions, masks by vector compares

@@ -137,23 +137,17 @@ KT_AVX512 inline void transpose16(__m512 x[16]) {
   }
 }
 
+// dots_lanes<NV> by vector count (1 to 4).
+using DotsLanesFn = void (*)(const float*, int64_t, int64_t, const float*, int64_t, int64_t,
+                             int64_t, float*);
+constexpr DotsLanesFn kDotsLanes[5] = {nullptr, dots_lanes<1>, dots_lanes<2>, dots_lanes<3>,
+                                       dots_lanes<4>};
+
 // Pass 1 over n keys, lanes in groups of up to 64 (4 vectors).
 KT_PASS void scores_block(const float* qt, int64_t rp, const float* k, int64_t k_stride, int64_t n,
                           int64_t dim, float* st) {
-  for (int64_t l0 = 0; l0 < rp; l0 += 64) switch (std::min<int64_t>(4, (rp - l0) / 16)) {
-      case 4:
-        dots_lanes<4>(qt, rp, l0, k, k_stride, n, dim, st);
-        break;
-      case 3:
-        dots_lanes<3>(qt, rp, l0, k, k_stride, n, dim, st);
-        break;
-      case 2:
-        dots_lanes<2>(qt, rp, l0, k, k_stride, n, dim, st);
-        break;
-      default:
-        dots_lanes<1>(qt, rp, l0, k, k_stride, n, dim, st);
-        break;
-    }
+  for (int64_t l0 = 0; l0 < rp; l0 += 64)
+    kDotsLanes[std::min<int64_t>(4, (rp - l0) / 16)](qt, rp, l0, k, k_stride, n, dim, st);
 }
 
 // pv_rows<NR> by row count.
@@ -177,6 +171,40 @@ KeySpan rows_span(const int32_t* runs, int64_t rp, int64_t r0, int64_t r1, KeySp
       if (a < b) lo = std::min(lo, a), hi = std::max(hi, b);
     }
   return {std::max(lo, within.lo), std::min(hi, within.hi)};
+}
+
+// Pass 1 of a masked block: each 16-row group's scores only over the keys its rows may see (its
+// rows_span, which passes 2 and 3 stay inside). The groups' span ends cut the block into key
+// intervals; each interval is scored for the adjacent groups that need it, up to 4 vectors per
+// call (a band tile's two groups: one 2-vector run over the keys both see, one 1-vector run at
+// each end; a causal diagonal tile: a staircase). Falls back to the whole block past kMaxGroups.
+KT_PASS void scores_spans(const float* qt, int64_t rp, const float* k, int64_t k_stride, int64_t n,
+                          int64_t dim, const int32_t* runs, float* st) {
+  constexpr int64_t kMaxGroups = 32;
+  const int64_t groups = rp / 16;
+  if (groups > kMaxGroups) return scores_block(qt, rp, k, k_stride, n, dim, st);
+  KeySpan span[kMaxGroups];
+  int64_t cut[2 * kMaxGroups], ncut = 0;
+  for (int64_t v = 0; v < groups; ++v) {
+    span[v] = rows_span(runs, rp, 16 * v, 16 * v + 16, {0, n});
+    if (span[v].lo < span[v].hi) cut[ncut++] = span[v].lo, cut[ncut++] = span[v].hi;
+  }
+  std::sort(cut, cut + ncut);
+  ncut = std::unique(cut, cut + ncut) - cut;
+  for (int64_t c = 0; c + 1 < ncut; ++c) {
+    const int64_t j0 = cut[c], j1 = cut[c + 1];
+    for (int64_t v = 0; v < groups;) {
+      auto needs = [&](int64_t w) { return span[w].lo <= j0 && span[w].hi >= j1; };
+      if (!needs(v)) {
+        ++v;
+        continue;
+      }
+      int64_t w = v + 1;
+      while (w < groups && w - v < 4 && needs(w)) ++w;
+      kDotsLanes[w - v](qt, rp, 16 * v, k + j0 * k_stride, k_stride, j1 - j0, dim, st + j0 * rp);
+      v = w;
+    }
+  }
 }
 
 // Pass 3 for the real rows of one 16-row group [g0, g1) (span: the keys its pass 2 covered):
@@ -354,7 +382,6 @@ KT_AVX512 void FusedTile::start(const TileRows<const float>& q, int64_t rows, fl
 KT_AVX512 void FusedTile::block(const float* k, int64_t k_stride, const float* v, int64_t v_stride,
                                 int64_t n, const BlockPattern* mask, int64_t h0, int64_t i0,
                                 int64_t j0) {
-  scores_block(qt_, rp_, k, k_stride, n, dim_, st_);
   const int32_t* runs = nullptr;
   if (mask) {
     KeyRun run[2];
@@ -373,7 +400,9 @@ KT_AVX512 void FusedTile::block(const float* k, int64_t k_stride, const float* v
         runs_[3 * rp_ + r] = rel(run[1].hi);
       }
       runs = runs_;
+      scores_spans(qt_, rp_, k, k_stride, n, dim_, runs, st_);
     } else {  // a general pattern: its mask_row, row by row
+      scores_block(qt_, rp_, k, k_stride, n, dim_, st_);
       for (int64_t r = 0; r < rows_; ++r) {
         std::fill(mask_buf_, mask_buf_ + n, 0.0f);
         mask->mask_row(h0 + r / per_head_, i0 + r % per_head_, j0, j0 + n, mask_buf_);
@@ -382,6 +411,7 @@ KT_AVX512 void FusedTile::block(const float* k, int64_t k_stride, const float* v
       }
     }
   }
+  if (!mask) scores_block(qt_, rp_, k, k_stride, n, dim_, st_);
   // Passes 2 and 3 per 16-row group, each over the keys its rows may see.
   for (int64_t r0 = 0; r0 < rows_; r0 += 16) {
     const KeySpan span = softmax_columns(st_, rp_, r0, n, runs, m_, l_, corr_);
