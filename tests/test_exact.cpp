@@ -265,11 +265,7 @@ TEST(ExactCostModel, IssuedFlopsEqualCountedGemmFlops) {
              {"block_rows", 64},
              {"block_k", 32}}}}) {
     auto r = make_run(mech, given);
-    blas::reset_counted_flops();
-    blas::count_flops(true);
-    test::forward(r, Path::Fast);
-    blas::count_flops(false);
-    EXPECT_EQ(blas::counted_flops(), r.mech->cost(r.params, Path::Fast).issued_flops)
+    EXPECT_EQ(test::counted_forward_flops(r), r.mech->cost(r.params, Path::Fast).issued_flops)
         << mech << given.dump();
   }
 }

@@ -393,11 +393,7 @@ TEST(Kda, IssuedFlopsMatchCounter) {
                                 {"sub_chunk", Cs},
                                 {"form", use_blas ? "chunked" : form},
                                 {"kernel", use_blas ? "blas" : "fused"}});
-      blas::reset_counted_flops();
-      blas::count_flops(true);
-      forward(r, Path::Fast);
-      blas::count_flops(false);
-      EXPECT_DOUBLE_EQ(blas::counted_flops(), r.mech->cost(r.params, Path::Fast).issued_flops)
+      EXPECT_DOUBLE_EQ(counted_forward_flops(r), r.mech->cost(r.params, Path::Fast).issued_flops)
           << L << " " << C << " " << Cs << " " << form;
     }
 }
@@ -409,10 +405,9 @@ TEST(Kda, WorkspaceWithinModel) {
                               {"seq_len", 300},
                               {"form", use_blas ? "chunked" : form},
                               {"kernel", use_blas ? "blas" : "fused"}});
-    Workspace ws;
-    run_forward(*r.mech, r.params, r.in, Path::Fast, ws);
-    EXPECT_GT(ws.peak(), 0u);
-    EXPECT_LE(double(ws.peak()), r.mech->cost(r.params, Path::Fast).workspace_bytes + 64) << form;
+    const double peak = forward_workspace_peak(r);
+    EXPECT_GT(peak, 0);
+    EXPECT_LE(peak, r.mech->cost(r.params, Path::Fast).workspace_bytes + 64) << form;
   }
 }
 

@@ -335,11 +335,8 @@ TEST(Linear, IssuedFlopsMatchCounter) {
                                        {"form", form},
                                        {"kernel", kernel},
                                        {"chunk_size", 64}});
-          blas::reset_counted_flops();
-          blas::count_flops(true);
-          forward(r, Path::Fast);
-          blas::count_flops(false);
-          EXPECT_DOUBLE_EQ(blas::counted_flops(), r.mech->cost(r.params, Path::Fast).issued_flops)
+          EXPECT_DOUBLE_EQ(counted_forward_flops(r),
+                           r.mech->cost(r.params, Path::Fast).issued_flops)
               << causal << norm << form << kernel;
         }
 }
@@ -348,11 +345,9 @@ TEST(Linear, WorkspaceWithinModel) {
   for (const char* kernel : {"fused", "blas"}) {
     LRun r =
         make_run("linear", {{"heads", 4}, {"seq_len", 300}, {"causal", true}, {"kernel", kernel}});
-    Workspace ws;
-    run_forward(*r.mech, r.params, r.in, Path::Fast, ws);
-    EXPECT_GT(ws.peak(), 0u);
-    EXPECT_LE(double(ws.peak()), r.mech->cost(r.params, Path::Fast).workspace_bytes + 64 * 2)
-        << kernel;
+    const double peak = forward_workspace_peak(r);
+    EXPECT_GT(peak, 0);
+    EXPECT_LE(peak, r.mech->cost(r.params, Path::Fast).workspace_bytes + 64 * 2) << kernel;
   }
 }
 

@@ -292,15 +292,9 @@ TEST(MlaCost, IssuedFlopsEqualCountedGemmFlops) {
         json{{"seq_len", 33}, {"heads", 2}, {"head_dim", 16}, {"rope_dim", 0}}})
     for (const char* form : {"naive", "absorbed"}) {
       auto r = make_run("mla", with_form(g, form));
-      blas::reset_counted_flops();
-      blas::count_flops(true);
-      test::forward(r, Path::Fast);
-      blas::count_flops(false);
       const CostModel c = r.mech->cost(r.params, Path::Fast);
-      EXPECT_EQ(blas::counted_flops(), c.issued_flops) << form << " " << g.dump();
-      double parts = 0;
-      for (const auto& [name, f] : c.flops_parts) parts += f;
-      EXPECT_DOUBLE_EQ(parts, c.flops) << form;
+      EXPECT_EQ(test::counted_forward_flops(r), c.issued_flops) << form << " " << g.dump();
+      EXPECT_DOUBLE_EQ(test::flops_parts_sum(c), c.flops) << form;
     }
 }
 
@@ -332,9 +326,8 @@ TEST(MlaCost, WorkspaceIsExact) {
                                 {"batch", 2},
                                 {"form", form}});
       for (Path path : {Path::Fast, Path::Reference}) {
-        Workspace ws;
-        run_forward(*r.mech, r.params, r.in, path, ws);
-        EXPECT_EQ(double(ws.peak()), r.mech->cost(r.params, path).workspace_bytes)
+        EXPECT_EQ(test::forward_workspace_peak(r, path),
+                  r.mech->cost(r.params, path).workspace_bytes)
             << form << " " << path_name(path) << " q_rank " << q_rank;
       }
     }

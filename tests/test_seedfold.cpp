@@ -403,22 +403,12 @@ TEST(SeedFold, FlopCounterMatchesCostModel) {
                         {"normalize", norm},
                         {"block_rows", 16},
                         {"block_k", 24}});
-        blas::reset_counted_flops();
-        blas::count_flops(true);
-        forward(r, Path::Fast);
-        blas::count_flops(false);
         const CostModel c = r.mech->cost(r.params, Path::Fast);
-        EXPECT_EQ(blas::counted_flops(), c.issued_flops);
+        EXPECT_EQ(test::counted_forward_flops(r), c.issued_flops);
         EXPECT_EQ(c.issued_flops, c.flops);  // dense tiles: nothing issued beyond the algorithm
-        double parts = 0;
-        for (const auto& [name, f] : c.flops_parts) parts += f;
-        EXPECT_EQ(parts, c.flops);
-        // The reference issues no BLAS at all.
-        blas::reset_counted_flops();
-        blas::count_flops(true);
-        forward(r, Path::Reference);
-        blas::count_flops(false);
-        EXPECT_EQ(blas::counted_flops(), 0.0);
+        EXPECT_EQ(test::flops_parts_sum(c), c.flops);
+        EXPECT_EQ(test::counted_forward_flops(r, Path::Reference),
+                  0.0);  // the reference issues no BLAS
       }
 }
 
@@ -474,9 +464,8 @@ TEST(SeedFold, WorkspaceIsQuadraticInN) {
     EXPECT_LE(peak[1] / peak[0], 4.5);
   }
   SfRun r = make({{"variant", "softmax"}, {"seq_len", 20}});
-  Workspace ws;
-  run_forward(*r.mech, r.params, r.in, Path::Reference, ws);
-  EXPECT_EQ(double(ws.peak()), r.mech->cost(r.params, Path::Reference).workspace_bytes);
+  EXPECT_EQ(test::forward_workspace_peak(r, Path::Reference),
+            r.mech->cost(r.params, Path::Reference).workspace_bytes);
 }
 
 TEST(SeedFold, DefaultsAndGeneratedInputs) {

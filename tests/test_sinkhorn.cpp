@@ -545,16 +545,10 @@ TEST(Sinkhorn, FlopCounterEqualsIssuedFlops) {
                         {"sortnet_hidden", 10}};
     g.update(extra);
     SRun r = make_run("sinkhorn", g);
-    blas::reset_counted_flops();
-    blas::count_flops(true);
-    forward(r, Path::Fast);
-    blas::count_flops(false);
     const CostModel c = r.mech->cost(r.params, Path::Fast);
-    EXPECT_EQ(blas::counted_flops(), c.issued_flops) << g.dump();
+    EXPECT_EQ(counted_forward_flops(r), c.issued_flops) << g.dump();
     EXPECT_GE(c.issued_flops, c.flops) << g.dump();
-    double parts = 0;
-    for (const auto& [name, f] : c.flops_parts) parts += f;
-    EXPECT_DOUBLE_EQ(parts, c.flops);
+    EXPECT_DOUBLE_EQ(flops_parts_sum(c), c.flops);
   }
 }
 
@@ -580,9 +574,8 @@ TEST(Sinkhorn, MeasuredWorkspaceMatchesModel) {
                         {"value_dim", 24}, {"seq_len", 300}, {"block_size", 32}};
     g.update(extra);
     SRun r = make_run("sinkhorn", g);
-    Workspace ws;
-    run_forward(*r.mech, r.params, r.in, Path::Fast, ws);
-    EXPECT_EQ(double(ws.peak()), r.mech->cost(r.params, Path::Fast).workspace_bytes) << g.dump();
+    EXPECT_EQ(forward_workspace_peak(r), r.mech->cost(r.params, Path::Fast).workspace_bytes)
+        << g.dump();
   }
 }
 

@@ -600,11 +600,7 @@ TEST(Spark, FlopCounterMatchesIssuedFlops) {
                                            {"k", 16},
                                            {"causal", causal},
                                            {"block_rows", 48}});
-      blas::reset_counted_flops();
-      blas::count_flops(true);
-      forward(r, Path::Fast);
-      blas::count_flops(false);
-      EXPECT_EQ(blas::counted_flops(), r.mech->cost(r.params, Path::Fast).issued_flops);
+      EXPECT_EQ(counted_forward_flops(r), r.mech->cost(r.params, Path::Fast).issued_flops);
     }
   // Algorithmic flops: predictor 2·r·N + (gate + values) 2·(d - r + dv)·M, exact-mode M.
   kt::test::Run r =
@@ -619,12 +615,11 @@ TEST(Spark, WorkspaceIsLinearInL) {
   // predictor scores, plus the packed K/V copies, linear in L).
   kt::test::Run r =
       make_run("spark", {{"seq_len", 4096}, {"heads", 2}, {"head_dim", 32}, {"k", 64}});
-  Workspace ws;
-  run_forward(*r.mech, r.params, r.in, Path::Fast, ws);
-  const double analytic = r.mech->cost(r.params, Path::Fast).workspace_bytes;
-  EXPECT_LE(double(ws.peak()), analytic + 4096);
-  EXPECT_GE(double(ws.peak()), analytic);
-  EXPECT_LT(double(ws.peak()), 0.1 * 4.0 * 4096 * 4096);
+  const double analytic = r.mech->cost(r.params, Path::Fast).workspace_bytes,
+               peak = forward_workspace_peak(r);
+  EXPECT_LE(peak, analytic + 4096);
+  EXPECT_GE(peak, analytic);
+  EXPECT_LT(peak, 0.1 * 4.0 * 4096 * 4096);
 }
 
 TEST(Spark, WorkspaceIsExactForBothPathsAndModes) {
@@ -638,9 +633,7 @@ TEST(Spark, WorkspaceIsExactForBothPathsAndModes) {
                                            {"k", 30},
                                            {"block_rows", 100},
                                            {"topk_mode", mode}});
-      Workspace ws;
-      run_forward(*r.mech, r.params, r.in, path, ws);
-      EXPECT_EQ(double(ws.peak()), r.mech->cost(r.params, path).workspace_bytes)
+      EXPECT_EQ(forward_workspace_peak(r, path), r.mech->cost(r.params, path).workspace_bytes)
           << mode << " " << path_name(path);
     }
 }

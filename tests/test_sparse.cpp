@@ -222,12 +222,8 @@ TEST(Sparse, FlopCounterEqualsIssuedFlops) {
                                        {"stride", 24},
                                        {"c", 5},
                                        {"kernel", kernel}});
-          blas::reset_counted_flops();
-          blas::count_flops(true);
-          forward(r, Path::Fast);
-          blas::count_flops(false);
           const CostModel c = r.mech->cost(r.params, Path::Fast);
-          EXPECT_EQ(blas::counted_flops(), c.issued_flops)
+          EXPECT_EQ(counted_forward_flops(r), c.issued_flops)
               << kernel << pattern << combine << causal;
           EXPECT_GE(c.issued_flops, c.flops);
         }
@@ -260,9 +256,7 @@ TEST(Sparse, MeasuredWorkspaceMatchesModel) {
                                      {"stride", 32},
                                      {"c", 4},
                                      {"kernel", kernel}});
-        Workspace ws;
-        run_forward(*r.mech, r.params, r.in, Path::Fast, ws);
-        EXPECT_EQ(double(ws.peak()), r.mech->cost(r.params, Path::Fast).workspace_bytes)
+        EXPECT_EQ(forward_workspace_peak(r), r.mech->cost(r.params, Path::Fast).workspace_bytes)
             << kernel << pattern << combine;
       }
 }

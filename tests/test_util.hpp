@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "kernels/blas.hpp"
 #include "kittention/error.hpp"
 #include "kittention/registry.hpp"
 
@@ -50,6 +51,30 @@ inline Run make_run(const std::string& name, nlohmann::json given) {
 inline TensorMap forward(const Run& r, Path path) {
   Workspace ws;
   return run_forward(*r.mech, r.params, r.in, path, ws);
+}
+
+// Flops the kernels report to the BLAS counter during one forward (a fast path's must equal its
+// cost model's issued_flops).
+inline double counted_forward_flops(const Run& r, Path path = Path::Fast) {
+  blas::reset_counted_flops();
+  blas::count_flops(true);
+  forward(r, path);
+  blas::count_flops(false);
+  return blas::counted_flops();
+}
+
+// The workspace arena's peak during one forward (what the cost model's workspace_bytes states).
+inline double forward_workspace_peak(const Run& r, Path path = Path::Fast) {
+  Workspace ws;
+  run_forward(*r.mech, r.params, r.in, path, ws);
+  return double(ws.peak());
+}
+
+// The sum of a cost model's flops_parts (they add up to its flops).
+inline double flops_parts_sum(const CostModel& c) {
+  double sum = 0;
+  for (const auto& [name, f] : c.flops_parts) sum += f;
+  return sum;
 }
 
 inline bool all_finite(const TensorMap& m) {
