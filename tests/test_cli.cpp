@@ -117,6 +117,22 @@ TEST_F(Cli, BenchConfigSweepAndRanges) {
   EXPECT_EQ(j["results"][4]["params"]["seq_len"], 16);
 }
 
+TEST_F(Cli, MechFlagSelectsAConfigsRuns) {
+  // The other runs' parameters (here causal and kv_heads, which only self's run sets) go with
+  // them; a parameter no selected run's mechanism declares is still an error.
+  std::ofstream(dir_ / "r.json") << R"({"options": {"reps": 1, "min_time": 0, "warmup": 0},
+    "runs": [{"mech": "self", "seq_len": 8, "causal": [false, true], "kv_heads": 1},
+             {"mech": "sparse", "seq_len": 16}, {"mech": "linear", "seq_len": 8}]})";
+  Result r = run("bench --config " + (dir_ / "r.json").string() + " --mech sparse --format json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j["results"].size(), 1u);
+  EXPECT_EQ(j["results"][0]["mechanism"], "sparse");
+  r = run("bench --config " + (dir_ / "r.json").string() + " --mech sparse -p feature_map=elu");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("feature_map"), std::string::npos) << r.err;
+}
+
 TEST_F(Cli, RunDumpRoundTrip) {
   const fs::path d1 = dir_ / "d1", d2 = dir_ / "d2";
   Result r = run("run --mech gqa --L 17 --heads 4 --kv-heads 2 --head-dim 8 --dump " + d1.string());

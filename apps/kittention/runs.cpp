@@ -15,6 +15,27 @@ namespace kt::cli {
 using nlohmann::json;
 using ordered = nlohmann::ordered_json;
 
+void TimingFlags::add_to(CLI::App& app) {
+  warmup_ = app.add_option("--warmup", opt.warmup, "untimed runs before timing")
+                ->check(CLI::Range(0, 1000));
+  reps_ = app.add_option("--reps", opt.reps, "minimum timed runs")->check(CLI::Range(1, 100000));
+  min_time_ = app.add_option("--min-time", opt.min_time, "minimum seconds of timed runs")
+                  ->check(CLI::Range(0.0, 3600.0));
+}
+
+void TimingFlags::apply_config(const nlohmann::ordered_json& config) {
+  if (!config.is_object() || !config.contains("options")) return;
+  const auto& o = config["options"];
+  auto num = [&](const char* key) {
+    if (!o[key].is_number())
+      throw InputError(std::string("config.options.") + key, "expected a number");
+    return o[key].get<double>();
+  };
+  if (o.contains("warmup") && !warmup_->count()) opt.warmup = int(num("warmup"));
+  if (o.contains("reps") && !reps_->count()) opt.reps = int(num("reps"));
+  if (o.contains("min_time") && !min_time_->count()) opt.min_time = num("min_time");
+}
+
 void RunFlags::add_to(CLI::App& app, bool lists) {
   const std::string many = lists ? " (a value, a comma list, or a range a..b*k / a..b+k)" : "";
   app.add_option("--mech,-m", mech,
@@ -231,6 +252,8 @@ std::vector<RunSpec> expand_runs(RunFlags& f) {
       std::erase_if(g.first, [&](const Mechanism* m) {
         return std::find(keep.begin(), keep.end(), m) == keep.end();
       });
+    // Runs left without a mechanism drop out with their keys (other mechanisms' parameters).
+    std::erase_if(groups, [](const auto& g) { return g.first.empty(); });
   }
 
   std::vector<RunSpec> out;
