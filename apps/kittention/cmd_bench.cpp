@@ -17,25 +17,10 @@ namespace {
 
 struct BenchFlags {
   RunFlags runs;
-  BenchOptions opt;
+  TimingFlags timing;
   std::string format = "table", out;
   bool no_check = false, peak = false;
-  CLI::Option *warmup = nullptr, *reps = nullptr, *min_time = nullptr;
 };
-
-// Config "options" apply unless the flag was given.
-void apply_config_options(BenchFlags& f) {
-  if (!f.runs.config_json.is_object() || !f.runs.config_json.contains("options")) return;
-  const auto& o = f.runs.config_json["options"];
-  auto num = [&](const char* key) {
-    if (!o[key].is_number())
-      throw InputError(std::string("config.options.") + key, "expected a number");
-    return o[key].get<double>();
-  };
-  if (o.contains("warmup") && !f.warmup->count()) f.opt.warmup = int(num("warmup"));
-  if (o.contains("reps") && !f.reps->count()) f.opt.reps = int(num("reps"));
-  if (o.contains("min_time") && !f.min_time->count()) f.opt.min_time = num("min_time");
-}
 
 std::string describe(const std::string& mech, const Params& p) {
   std::string s = mech;
@@ -51,26 +36,21 @@ Command add_bench(CLI::App& app) {
   auto* sub = app.add_subcommand("bench", "check, time and measure mechanisms over a sweep");
   auto f = std::make_shared<BenchFlags>();
   f->runs.add_to(*sub, true);
-  f->warmup = sub->add_option("--warmup", f->opt.warmup, "untimed runs before timing")
-                  ->check(CLI::Range(0, 1000));
-  f->reps =
-      sub->add_option("--reps", f->opt.reps, "minimum timed runs")->check(CLI::Range(1, 100000));
-  f->min_time = sub->add_option("--min-time", f->opt.min_time, "minimum seconds of timed runs")
-                    ->check(CLI::Range(0.0, 3600.0));
+  f->timing.add_to(*sub);
   sub->add_option("--format", f->format, "table | md | json | gbench | csv")
       ->check(CLI::IsMember(report_formats()));
   sub->add_option("--out", f->out,
                   "write the report to this file (the table still goes to stdout)");
-  sub->add_flag("--ref", f->opt.reference, "time the reference instead of the fast path");
+  sub->add_flag("--ref", f->timing.opt.reference, "time the reference instead of the fast path");
   sub->add_flag("--no-check", f->no_check, "skip the fast-vs-reference check");
   sub->add_flag("--peak", f->peak,
                 "measure the sgemm peak and report each kernel's fraction of it");
-  sub->add_flag("--force", f->opt.force,
+  sub->add_flag("--force", f->timing.opt.force,
                 "run even when the memory estimate exceeds available memory");
   return [f] {
-    f->opt.check = !f->no_check;
+    f->timing.opt.check = !f->no_check;
     const auto specs = expand_runs(f->runs);
-    apply_config_options(*f);
+    f->timing.apply_config(f->runs.config_json);
     // Resolve every run before running any: bad input fails fast, before any allocation.
     std::vector<std::pair<const Mechanism*, Params>> runs;
     for (const auto& s : specs) runs.emplace_back(s.mech, resolve_params(*s.mech, s.given));
@@ -84,7 +64,7 @@ Command add_bench(CLI::App& app) {
     for (size_t i = 0; i < runs.size(); ++i) {
       const auto& [m, p] = runs[i];
       const auto t0 = std::chrono::steady_clock::now();
-      BenchResult r = run_benchmark(*m, p, f->opt);
+      BenchResult r = run_benchmark(*m, p, f->timing.opt);
       const double took =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       if (took > 1.0 || !r.ok())

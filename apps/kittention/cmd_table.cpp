@@ -19,26 +19,15 @@ namespace {
 
 struct TableFlags {
   RunFlags runs;
-  BenchOptions opt;
+  TimingFlags timing;
   std::string format = "table", out, fit_l;
   bool analytic_only = false;
-  CLI::Option *warmup = nullptr, *reps = nullptr, *min_time = nullptr;
 };
 
 void apply_config(TableFlags& f) {
   const auto& cfg = f.runs.config_json;
   if (!cfg.is_object()) return;
-  if (cfg.contains("options")) {
-    const auto& o = cfg["options"];
-    auto num = [&](const char* key) {
-      if (!o[key].is_number())
-        throw InputError(std::string("config.options.") + key, "expected a number");
-      return o[key].get<double>();
-    };
-    if (o.contains("warmup") && !f.warmup->count()) f.opt.warmup = int(num("warmup"));
-    if (o.contains("reps") && !f.reps->count()) f.opt.reps = int(num("reps"));
-    if (o.contains("min_time") && !f.min_time->count()) f.opt.min_time = num("min_time");
-  }
+  f.timing.apply_config(cfg);
   if (f.fit_l.empty() && cfg.contains("table") && cfg["table"].is_object() &&
       cfg["table"].contains("fit_seq_len")) {
     const auto& v = cfg["table"]["fit_seq_len"];
@@ -58,17 +47,13 @@ Command add_table(CLI::App& app) {
       "table", "the complexity/ops comparison table: big-O, FLOPs, KV bytes, measured time");
   auto f = std::make_shared<TableFlags>();
   f->runs.add_to(*sub, true);
-  f->warmup = sub->add_option("--warmup", f->opt.warmup, "untimed runs before timing")
-                  ->check(CLI::Range(0, 1000));
-  f->reps =
-      sub->add_option("--reps", f->opt.reps, "minimum timed runs")->check(CLI::Range(1, 100000));
-  f->min_time = sub->add_option("--min-time", f->opt.min_time, "minimum seconds of timed runs")
-                    ->check(CLI::Range(0.0, 3600.0));
+  f->timing.add_to(*sub);
   sub->add_flag("--analytic-only", f->analytic_only,
                 "only the cost model's columns: no timing (the output is the same on every run)");
-  sub->add_option("--fit-L", f->fit_l,
-                  "also time each row at these seq_lens (a list or range) and show the fitted "
-                  "exponent of L next to the model's (config: \"table\": {\"fit_seq_len\": [...]})");
+  sub->add_option(
+      "--fit-L", f->fit_l,
+      "also time each row at these seq_lens (a list or range) and show the fitted "
+      "exponent of L next to the model's (config: \"table\": {\"fit_seq_len\": [...]})");
   sub->add_option("--format", f->format, "table | md | json")
       ->check(CLI::IsMember({"table", "md", "json"}));
   sub->add_option("--out", f->out, "write the table to this file");
@@ -80,7 +65,7 @@ Command add_table(CLI::App& app) {
       for (int64_t l : parse_int_list("fit-L", f->fit_l)) fit_ls.push_back(double(l));
     ComplexityTable t;
     t.analytic_only = f->analytic_only;
-    t.min_reps = f->opt.reps;
+    t.min_reps = f->timing.opt.reps;
     int threads = 0;
     for (const auto& s : specs) {
       ComplexityRow row;
@@ -97,7 +82,7 @@ Command add_table(CLI::App& app) {
       for (size_t i = 0; i < t.rows.size(); ++i) {
         ComplexityRow& row = t.rows[i];
         const auto& given = specs[i].given;
-        row.measured = run_benchmark(*row.mech, row.params, f->opt);
+        row.measured = run_benchmark(*row.mech, row.params, f->timing.opt);
         failed += !row.measured->ok();
         fmt::print(stderr, "[{}/{}] {} L={}: median {}\n", i + 1, t.rows.size(), row.mech->name(),
                    row.params.i("seq_len"), format_time(row.measured->time.median));
@@ -114,7 +99,7 @@ Command add_table(CLI::App& app) {
           }
           const BenchResult r = L == double(row.params.i("seq_len"))
                                     ? *row.measured
-                                    : run_benchmark(*row.mech, p, f->opt);
+                                    : run_benchmark(*row.mech, p, f->timing.opt);
           failed += !r.ok();
           xs.push_back(L);
           medians.push_back(r.time.median);

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "kittention/bench.hpp"
 #include "kittention/mechanism.hpp"
 
 namespace kt::cli {
@@ -24,6 +25,18 @@ struct RunFlags {
   std::string config;
   nlohmann::ordered_json config_json;  // parsed config, keys in file order (null when none)
   void add_to(CLI::App& app, bool lists_allowed);
+};
+
+// Timing flags shared by bench and table: --warmup, --reps, --min-time into opt; a config's
+// "options" object sets those the command line did not give.
+class TimingFlags {
+ public:
+  BenchOptions opt;
+  void add_to(CLI::App& app);
+  void apply_config(const nlohmann::ordered_json& config);
+
+ private:
+  CLI::Option *warmup_ = nullptr, *reps_ = nullptr, *min_time_ = nullptr;
 };
 
 // "1024,2048" | "512..8192*2" (geometric) | "512..2048+512" (arithmetic) | "4096".
