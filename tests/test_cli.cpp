@@ -131,6 +131,13 @@ TEST_F(Cli, MechFlagSelectsAConfigsRuns) {
   r = run("bench --config " + (dir_ / "r.json").string() + " --mech sparse -p feature_map=elu");
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.err.find("feature_map"), std::string::npos) << r.err;
+  // A run setting a parameter only another run's mechanism has: named, without a "did you mean".
+  std::ofstream(dir_ / "x.json") << R"({"runs": [{"mech": "self", "seq_len": 8, "stride": 4},
+                                                {"mech": "sparse", "seq_len": 8}]})";
+  r = run("bench --config " + (dir_ / "x.json").string());
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("stride: not a parameter of the mechanism(s) of the run"), std::string::npos)
+      << r.err;
 }
 
 TEST_F(Cli, RunDumpRoundTrip) {

@@ -280,7 +280,9 @@ std::vector<RunSpec> expand_runs(RunFlags& f) {
           for (const auto& s : m->params()) known.push_back(s.name);
       std::sort(known.begin(), known.end());
       known.erase(std::unique(known.begin(), known.end()), known.end());
-      std::string hint = closest_match(k, known);
+      const std::string hint = closest_match(k, known);
+      if (hint == k)  // declared, but not by the mechanism(s) of the run that sets it
+        throw InputError(k, "not a parameter of the mechanism(s) of the run that sets it");
       throw InputError(k, fmt::format("unknown parameter for the selected mechanism(s){} (their "
                                       "parameters: {})",
                                       hint.empty() ? "" : fmt::format("; did you mean '{}'?", hint),
