@@ -1,5 +1,7 @@
 #include "kernels/gather.hpp"
 
+#include "kernels/prefetch.hpp"
+
 namespace kt {
 
 void gather_dots(const float* q, const float* k, int64_t ldk, const int32_t* idx, int64_t n,
@@ -25,9 +27,7 @@ void gather_accumulate(const float* w, const int32_t* idx, int64_t n, const floa
 
 void gather_prefetch(const int32_t* idx, int64_t n, const GatherPrefetch& pf) {
   for (int64_t t = 0; t < n; ++t) {
-    const char* row = reinterpret_cast<const char*>(pf.base + int64_t(idx[t]) * pf.ld);
-    for (int64_t b = 0; b < pf.floats * 4; b += 64) __builtin_prefetch(row + b, 0, 3);
-    __builtin_prefetch(row + pf.floats * 4 - 1, 0, 3);  // the last line of an unaligned row
+    prefetch_floats(pf.base + int64_t(idx[t]) * pf.ld, pf.floats);
   }
 }
 

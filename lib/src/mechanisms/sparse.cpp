@@ -44,6 +44,7 @@
 
 #include "kernels/blas.hpp"
 #include "kernels/interval_pattern.hpp"
+#include "kernels/prefetch.hpp"
 #include "kernels/tile.hpp"
 #include "kernels/vexp.hpp"
 #include "mechanisms/common.hpp"
@@ -511,11 +512,9 @@ class SparseAttention final : public Mechanism {
             // and L2 set periods at the default sizes) and defeat the hardware prefetcher: k and v
             // are gathered contiguous (read many times), q is read in place (once, by start()).
             for (int64_t t = 0; t < len; ++t) {
-              for (int64_t c = 0; c < g.d; c += 16) {
-                __builtin_prefetch(qr + t * g.l * g.d + c);
-                __builtin_prefetch(kr + t * g.l * g.d + c);
-              }
-              for (int64_t c = 0; c < g.dv; c += 16) __builtin_prefetch(vr + t * g.l * g.dv + c);
+              prefetch_floats(qr + t * g.l * g.d, g.d);
+              prefetch_floats(kr + t * g.l * g.d, g.d);
+              prefetch_floats(vr + t * g.l * g.dv, g.dv);
             }
             for (int64_t t = 0; t < len; ++t) {
               std::copy_n(kr + t * g.l * g.d, g.d, kc + t * g.d);
@@ -560,16 +559,12 @@ class SparseAttention final : public Mechanism {
                          g.dv,        o + sl * Lv, lse + sl * L, g.dv, 1};
           // The next tile's q, k, v (and o, resumed from) rows: their loads are this stage's
           // misses (k and v: ~1% in alternated runs).
-          for (int64_t i = i0 + t1.rows; i < std::min(L, i0 + 2 * t1.rows); ++i) {
-            for (int64_t c = 0; c < g.d; c += 16) {
-              __builtin_prefetch(x.q + i * g.d + c);
-              __builtin_prefetch(x.k + i * g.d + c);
-            }
-            for (int64_t c = 0; c < g.dv; c += 16) __builtin_prefetch(x.v + i * g.dv + c);
-            if (resume)
-              for (int64_t c = 0; c < g.dv; c += 16) __builtin_prefetch(x.o + i * g.dv + c);
-          }
-          attend_rows(tile, g, a1, 0, i0, std::min(L, i0 + t1.rows), L, t1.keys, x, resume, blocks);
+          const int64_t i1 = std::min(L, i0 + t1.rows), next = std::min(L, i1 + t1.rows) - i1;
+          prefetch_floats(x.q + i1 * g.d, next * g.d);
+          prefetch_floats(x.k + i1 * g.d, next * g.d);
+          prefetch_floats(x.v + i1 * g.dv, next * g.dv);
+          if (resume) prefetch_floats(x.o + i1 * g.dv, next * g.dv);
+          attend_rows(tile, g, a1, 0, i0, i1, L, t1.keys, x, resume, blocks);
         }
       }
     }
