@@ -94,6 +94,28 @@ TEST(Gbench, FollowsGoogleBenchmarksSchema) {
   EXPECT_EQ(j["benchmarks"][28]["name"].get<std::string>().rfind("gqa/B:1/H:8/G:", 0), 0u);
 }
 
+TEST(Rounds, ShareOutTheTimingAndPoolTheSamples) {
+  kt::BenchOptions opt;
+  opt.reps = 5, opt.min_time = 0.9, opt.max_reps = 1000;
+  const kt::BenchOptions first = kt::round_options(opt, 3, 0), later = kt::round_options(opt, 3, 2);
+  EXPECT_EQ(first.reps, 2);  // ceil(5 / 3): the rounds together take at least reps samples
+  EXPECT_DOUBLE_EQ(first.min_time, 0.3);
+  EXPECT_TRUE(first.check);
+  EXPECT_FALSE(later.check);  // checked once
+  EXPECT_EQ(later.warmup, opt.warmup);
+  EXPECT_EQ(kt::round_options(opt, 1, 0).reps, 5);
+  kt::BenchResult a = fake("self", 512, 2.0), b = fake("self", 512, 2.0);
+  b.time = kt::compute_stats({1.0, 2.0});
+  b.workspace_bytes = 8192;
+  b.finite = false;
+  kt::pool_round(a, b);
+  EXPECT_EQ(a.time.samples.size(), 5u);
+  EXPECT_DOUBLE_EQ(a.time.median, kt::compute_stats(a.time.samples).median);
+  EXPECT_DOUBLE_EQ(a.gflops, a.cost.flops / a.time.median / 1e9);
+  EXPECT_EQ(a.workspace_bytes, 8192u);
+  EXPECT_FALSE(a.ok());  // a round with a non-finite output fails the run
+}
+
 TEST(Csv, HeaderAndOneLinePerResult) {
   const std::string csv = kt::render_report(fake_report(), "csv");
   std::stringstream ss(csv);
@@ -168,6 +190,22 @@ class ReportCli : public ::testing::Test {
   void TearDown() override { fs::remove_all(dir_); }
   fs::path dir_;
 };
+
+TEST_F(ReportCli, BenchRoundsPoolEachRunsSamples) {
+  const std::string k = KITTENTION_CLI;
+  ASSERT_EQ(
+      sh(k + " bench --mech sparse,linear --L 16 --rounds 3 --reps 2 --min-time 0 --warmup 0 " +
+         "--format json --out " + (dir_ / "r.json").string() + " > /dev/null"),
+      0);
+  const json j = json::parse(slurp(dir_ / "r.json"));
+  EXPECT_EQ(j["context"]["rounds"], 3);
+  ASSERT_EQ(j["results"].size(), 2u);
+  for (const auto& r : j["results"]) {
+    EXPECT_EQ(r["iterations"], 3);  // one sample (ceil(2 / 3)) per round
+    EXPECT_TRUE(r["check"]["passed"].get<bool>());
+  }
+  EXPECT_EQ(sh(k + " bench --mech sparse --L 16 --rounds 0 > /dev/null 2>&1"), 2);
+}
 
 TEST_F(ReportCli, BenchWritesGbenchAndCsv) {
   const std::string cli = KITTENTION_CLI;

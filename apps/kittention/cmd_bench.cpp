@@ -18,9 +18,23 @@ namespace {
 struct BenchFlags {
   RunFlags runs;
   TimingFlags timing;
+  int rounds = 1;
+  CLI::Option* rounds_flag = nullptr;
   std::string format = "table", out;
   bool no_check = false, peak = false;
 };
+
+// A config's "options": {"rounds": N} applies unless --rounds was given.
+void apply_config_rounds(BenchFlags& f) {
+  const auto& cfg = f.runs.config_json;
+  if (f.rounds_flag->count() || !cfg.is_object() || !cfg.contains("options") ||
+      !cfg["options"].contains("rounds"))
+    return;
+  const auto& v = cfg["options"]["rounds"];
+  if (!v.is_number_integer() || v.get<int64_t>() < 1 || v.get<int64_t>() > 1000)
+    throw InputError("config.options.rounds", "expected an integer from 1 to 1000");
+  f.rounds = int(v.get<int64_t>());
+}
 
 std::string describe(const std::string& mech, const Params& p) {
   std::string s = mech;
@@ -37,6 +51,11 @@ Command add_bench(CLI::App& app) {
   auto f = std::make_shared<BenchFlags>();
   f->runs.add_to(*sub, true);
   f->timing.add_to(*sub);
+  f->rounds_flag =
+      sub->add_option("--rounds", f->rounds,
+                      "time the sweep this many times over, in order, pooling each run's samples "
+                      "(reps and min-time shared out): drift reaches every run alike")
+          ->check(CLI::Range(1, 1000));
   sub->add_option("--format", f->format, "table | md | json | gbench | csv")
       ->check(CLI::IsMember(report_formats()));
   sub->add_option("--out", f->out,
@@ -51,6 +70,7 @@ Command add_bench(CLI::App& app) {
     f->timing.opt.check = !f->no_check;
     const auto specs = expand_runs(f->runs);
     f->timing.apply_config(f->runs.config_json);
+    apply_config_rounds(*f);
     // Resolve every run before running any: bad input fails fast, before any allocation.
     std::vector<std::pair<const Mechanism*, Params>> runs;
     for (const auto& s : specs) runs.emplace_back(s.mech, resolve_params(*s.mech, s.given));
@@ -59,21 +79,30 @@ Command add_bench(CLI::App& app) {
 
     Report report;
     report.context = machine_context(threads);
+    report.context["rounds"] = f->rounds;
     if (f->peak) report.peak_gflops = measure_peak(threads).gflops;
-    int failed = 0;
-    for (size_t i = 0; i < runs.size(); ++i) {
-      const auto& [m, p] = runs[i];
-      const auto t0 = std::chrono::steady_clock::now();
-      BenchResult r = run_benchmark(*m, p, f->timing.opt);
-      const double took =
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      if (took > 1.0 || !r.ok())
-        fmt::print(stderr, "[{}/{}] {}: median {}{} ({:.1f} s)\n", i + 1, runs.size(),
-                   describe(m->name(), p), format_time(r.time.median),
-                   r.ok() ? "" : " CHECK FAILED", took);
-      failed += !r.ok();
-      report.results.push_back(std::move(r));
+    for (int round = 0; round < f->rounds; ++round) {
+      const BenchOptions opt = round_options(f->timing.opt, f->rounds, round);
+      const std::string of =
+          f->rounds > 1 ? fmt::format(" (round {}/{})", round + 1, f->rounds) : "";
+      for (size_t i = 0; i < runs.size(); ++i) {
+        const auto& [m, p] = runs[i];
+        const auto t0 = std::chrono::steady_clock::now();
+        BenchResult r = run_benchmark(*m, p, opt);
+        const double took =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        if (took > 1.0 || !r.ok())
+          fmt::print(stderr, "[{}/{}]{} {}: median {}{} ({:.1f} s)\n", i + 1, runs.size(), of,
+                     describe(m->name(), p), format_time(r.time.median),
+                     r.ok() ? "" : " CHECK FAILED", took);
+        if (round == 0)
+          report.results.push_back(std::move(r));
+        else
+          pool_round(report.results[i], r);
+      }
     }
+    int failed = 0;
+    for (const BenchResult& r : report.results) failed += !r.ok();
     const std::string text = render_report(report, f->format);
     if (f->out.empty()) {
       write_output("", text);

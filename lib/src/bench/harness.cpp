@@ -1,6 +1,7 @@
 // run_benchmark: (1) refuse a run whose memory estimate exceeds what is available, (2) check the
 // fast path against the reference, (3) warm up, (4) time forwards until both reps and min_time are
-// met, recording the arena peak and the RSS high-water mark.
+// met, recording the arena peak and the RSS high-water mark. round_options and pool_round: the
+// same run timed in several rounds of a sweep, its samples pooled.
 #include <fmt/format.h>
 #include <omp.h>
 
@@ -116,6 +117,27 @@ BenchResult run_benchmark(const Mechanism& m, const Params& p, const BenchOption
   r.gflops = r.time.median > 0 ? r.cost.flops / r.time.median / 1e9 : 0;
   r.finite = outputs_finite(out);
   return r;
+}
+
+BenchOptions round_options(const BenchOptions& opt, int rounds, int round) {
+  BenchOptions o = opt;
+  rounds = std::max(1, rounds);
+  o.reps = std::max(1, (opt.reps + rounds - 1) / rounds);
+  o.min_time = opt.min_time / rounds;
+  o.max_reps = std::max(1, (opt.max_reps + rounds - 1) / rounds);
+  o.check = opt.check && round == 0;
+  return o;
+}
+
+void pool_round(BenchResult& r, const BenchResult& later) {
+  std::vector<double> samples = r.time.samples;
+  samples.insert(samples.end(), later.time.samples.begin(), later.time.samples.end());
+  r.time = compute_stats(std::move(samples));
+  r.gflops = r.time.median > 0 ? r.cost.flops / r.time.median / 1e9 : 0;
+  r.workspace_bytes = std::max(r.workspace_bytes, later.workspace_bytes);
+  r.peak_rss_bytes = std::max(r.peak_rss_bytes, later.peak_rss_bytes);
+  r.rss_reset = r.rss_reset && later.rss_reset;
+  r.finite = r.finite && later.finite;
 }
 
 }  // namespace kt
