@@ -4,11 +4,15 @@
 
 #include <cmath>
 #include <random>
+#include <tuple>
+#include <vector>
 
 #include "core/random.hpp"
 #include "kernels/attend.hpp"
 #include "kernels/blas.hpp"
 #include "kernels/interval_pattern.hpp"
+#include "kernels/tile.hpp"
+#include "kernels/trsm.hpp"
 #include "kernels/vexp.hpp"
 #include "kittention/tensor.hpp"
 #include "kittention/workspace.hpp"
@@ -205,6 +209,46 @@ TEST(Tiled, FlopCounterSeesEveryTileProduct) {
   blas::count_flops(false);
   EXPECT_EQ(blas::counted_flops(),
             2.0 * 2 * d * double(tiled_visited_pairs(causal, 0, L, L, 1, cfg)));
+}
+
+// X ← (I + tril(A, -1))⁻¹ X, both block-update forms against a float64 forward substitution,
+// with the flop counter seeing exactly solve_unit_lower_gemm_flops.
+TEST(Trsm, BothFormsSolveTheUnitLowerSystem) {
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> u(-0.3f, 0.3f);
+  for (const auto& [c, n, block] : {std::tuple<int64_t, int64_t, int64_t>{64, 128, 16},
+                                    {37, 20, 16},
+                                    {5, 3, 2},
+                                    {33, 17, 40},
+                                    {1, 9, 16}}) {
+    SCOPED_TRACE(::testing::Message() << c << " " << n << " " << block);
+    std::vector<float> a(c * c), x0(c * n);
+    for (auto& v : a) v = u(rng);
+    for (auto& v : x0) v = u(rng);
+    std::vector<double> want(x0.begin(), x0.end());
+    for (int64_t i = 0; i < c; ++i)
+      for (int64_t j = 0; j < i; ++j)
+        for (int64_t k = 0; k < n; ++k) want[i * n + k] -= double(a[i * c + j]) * want[j * n + k];
+    double scale = 0;
+    for (double w : want) scale = std::max(scale, std::abs(w));
+    std::vector<float> at((block + 15) / 16 * 16 * c);
+    for (bool lanes : {false, true}) {
+      if (lanes && !fused_kernel_available()) continue;
+      SCOPED_TRACE(lanes ? "lanes" : "blas");
+      std::vector<float> x = x0;
+      blas::reset_counted_flops();
+      blas::count_flops(true);
+      if (lanes)
+        solve_unit_lower_lanes(c, n, a.data(), c, x.data(), n, block, at.data());
+      else
+        solve_unit_lower(c, n, a.data(), c, x.data(), n, block);
+      blas::count_flops(false);
+      EXPECT_EQ(blas::counted_flops(), solve_unit_lower_gemm_flops(c, n, block));
+      double err = 0;
+      for (int64_t i = 0; i < c * n; ++i) err = std::max(err, std::abs(x[i] - want[i]));
+      EXPECT_LE(err, 1e-5 * std::max(1.0, scale));  // float sums of <= 64 terms of size <= 1
+    }
+  }
 }
 
 TEST(Workspace, RecordsPeakAndReleasesScopes) {

@@ -13,8 +13,15 @@ namespace kt {
 void solve_unit_lower(int64_t c, int64_t n, const float* a, int64_t lda, float* x, int64_t ldx,
                       int64_t block);
 
-// FLOPs solve_unit_lower issues through blas::gemm (the rest, c(c-1)n minus this, is the
-// in-block substitution).
+// The same solve with the block updates on the lane kernels (tile.hpp; needs
+// fused_kernel_available()): A[I, <I] packed as lanes into `at` (ceil16(block) x (c - 1) floats
+// at most), one lane_accumulate per block instead of an sgemm call (OpenBLAS' packing dominates
+// at these sizes). Counts the same flops.
+void solve_unit_lower_lanes(int64_t c, int64_t n, const float* a, int64_t lda, float* x,
+                            int64_t ldx, int64_t block, float* at);
+
+// FLOPs solve_unit_lower and solve_unit_lower_lanes issue through blas::gemm or the lane kernels
+// (the rest, c(c-1)n minus this, is the in-block substitution).
 double solve_unit_lower_gemm_flops(int64_t c, int64_t n, int64_t block);
 
 }  // namespace kt

@@ -599,7 +599,10 @@ class KimiDeltaAttention final : public Mechanism {
           }
         }
         // 3. (I + A_kk)[W | U] = [βe^P ⊙ K | βV].
-        solve_unit_lower(c, dkv, w.akk, C, w.wu, dkv, d.Cs);
+        if (d.fused)  // lt is free between steps 2 and 4
+          solve_unit_lower_lanes(c, dkv, w.akk, C, w.wu, dkv, d.Cs, w.lt);
+        else
+          solve_unit_lower(c, dkv, w.akk, C, w.wu, dkv, d.Cs);
         // 4. Ṽ = U - W S; O = (e^P ⊙ Q) S + A_qk Ṽ; S ← Diag(e^{P_c}) S + (e^X ⊙ K)ᵀ Ṽ.
         float* vt = w.wu + dk;
         float* orows = o + (bh * d.L + t0) * dv;
