@@ -59,9 +59,9 @@ size_t available_memory_bytes();  // MemAvailable from /proc/meminfo
 // Throws InputError when the estimate exceeds available memory (unless opt.force).
 BenchResult run_benchmark(const Mechanism& m, const Params& p, const BenchOptions& opt);
 
-// Rounds (asv's interleaved rounds; google/benchmark's random interleaving): a sweep's runs are
-// timed `rounds` times over, in order, and each run's samples pooled, so that a drift of the
-// machine's speed during the sweep reaches every run alike and ratios between runs stay
+// Rounds (as asv's `rounds`; google/benchmark's random interleaving shuffles instead): a sweep's
+// runs are timed `rounds` times over, in order, and each run's samples pooled, so that a drift of
+// the machine's speed during the sweep reaches every run alike and ratios between runs stay
 // comparable. round_options: the options of round `round` of `rounds`: ceil(reps / rounds)
 // samples and min_time / rounds seconds each, the check only in round 0 (warmup in every round:
 // the other runs evicted this one's data). pool_round: a later round's timing of the same run
