@@ -5,6 +5,8 @@
 #include <functional>
 #include <limits>
 
+#include "kernels/prefetch.hpp"
+
 #ifdef __AVX512F__
 // GCC 12's AVX-512 intrinsics headers raise false -Wmaybe-uninitialized warnings (their
 // _mm512_undefined_ps placeholders, GCC bug 105593, fixed in GCC 13).
@@ -245,11 +247,10 @@ void moment_thresholds(const float* q, int64_t ldq, const float* key, int64_t ld
   constexpr int64_t kAhead = 8;  // rows prefetched ahead (each row is read once: its first touch)
   for (int64_t j = 0; j < L; ++j) {
     const float* kj = key + j * ldk;
-    if (j + kAhead < L)
-      for (int64_t c = 0; c < r; c += 16) {
-        __builtin_prefetch(kj + kAhead * ldk + c);
-        if (causal) __builtin_prefetch(q + (j + kAhead) * ldq + c);
-      }
+    if (j + kAhead < L) {
+      prefetch_floats(kj + kAhead * ldk, r);
+      if (causal) prefetch_floats(q + (j + kAhead) * ldq, r);
+    }
     for (int64_t c = 0; c < r; ++c) y[c] = double(kj[c]) - double(k0[c]);
     rank1_update(M2, m1, y, r);
     if (causal) row(j, j + 1);
