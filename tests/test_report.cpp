@@ -205,6 +205,22 @@ TEST_F(ReportCli, BenchRoundsPoolEachRunsSamples) {
     EXPECT_TRUE(r["check"]["passed"].get<bool>());
   }
   EXPECT_EQ(sh(k + " bench --mech sparse --L 16 --rounds 0 > /dev/null 2>&1"), 2);
+  // A config's options.rounds: used unless --rounds is given; a bad value names the field.
+  std::ofstream(dir_ / "c.json")
+      << R"({"options": {"rounds": 2, "reps": 1, "min_time": 0, "warmup": 0},
+             "runs": [{"mech": "sparse", "seq_len": 16}]})";
+  ASSERT_EQ(sh(k + " bench --config " + (dir_ / "c.json").string() + " --format json --out " +
+               (dir_ / "c-out.json").string() + " > /dev/null"),
+            0);
+  const json c = json::parse(slurp(dir_ / "c-out.json"));
+  EXPECT_EQ(c["context"]["rounds"], 2);
+  EXPECT_EQ(c["results"][0]["iterations"], 2);
+  std::ofstream(dir_ / "bad.json")
+      << R"({"options": {"rounds": "x"}, "runs": [{"mech": "sparse"}]})";
+  ASSERT_EQ(
+      sh(k + " bench --config " + (dir_ / "bad.json").string() + " 2> " + (dir_ / "err").string()),
+      2);
+  EXPECT_NE(slurp(dir_ / "err").find("config.options.rounds"), std::string::npos);
 }
 
 TEST_F(ReportCli, BenchWritesGbenchAndCsv) {
